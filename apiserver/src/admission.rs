@@ -1,0 +1,208 @@
+//! Admission: what happens to an object between decoding and storage —
+//! strict field checks, type checks, defaulting, system fields and validation.
+
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult, Cause};
+use crate::objects::{self, meta_mut};
+use crate::registry::ResourceDef;
+use crate::{defaults, validation};
+
+/// How `?fieldValidation=` wants unknown or duplicate fields treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldValidation {
+    Ignore,
+    Warn,
+    Strict,
+}
+
+impl FieldValidation {
+    pub fn parse(v: Option<&str>) -> ApiResult<Self> {
+        match v {
+            None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some("Strict") => Ok(FieldValidation::Strict),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "fieldValidation parameter unsupported: {other:?} (supported: Ignore, Warn, Strict)"
+            ))),
+        }
+    }
+}
+
+/// Checks the body for fields the schema does not know, and duplicates.
+/// Returns warnings to send back (for `Warn`), or a 400 for `Strict`.
+pub fn check_fields(def: &ResourceDef, raw: &[u8], obj: &Value, mode: FieldValidation) -> ApiResult<Vec<String>> {
+    if mode == FieldValidation::Ignore {
+        return Ok(Vec::new());
+    }
+    let mut problems: Vec<String> = validation::unknown_fields(def.group, def.kind, obj)
+        .into_iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    // Duplicate keys can only be seen in the raw JSON (YAML bodies are checked by their parser).
+    let is_json = raw.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if is_json {
+        problems.extend(
+            validation::duplicate_fields(raw)
+                .into_iter()
+                .map(|f| format!("duplicate field \"{f}\"")),
+        );
+    }
+    if problems.is_empty() {
+        return Ok(Vec::new());
+    }
+    match mode {
+        FieldValidation::Strict => Err(ApiError::BadRequest(format!("strict decoding error: {}", problems.join(", ")))),
+        _ => Ok(problems),
+    }
+}
+
+/// Rejects bodies whose fields have the wrong JSON types (400), and fills
+/// in `apiVersion`/`kind` or rejects ones that name another kind.
+pub fn check_type(def: &ResourceDef, obj: &mut Value) -> ApiResult<()> {
+    let api_version = def.api_version();
+    let o = obj
+        .as_object_mut()
+        .ok_or_else(|| ApiError::BadRequest("the object must be a JSON object".to_string()))?;
+    match o.get("kind").and_then(Value::as_str) {
+        None | Some("") => {
+            o.insert("kind".into(), Value::String(def.kind.to_string()));
+        }
+        Some(k) if k == def.kind => {}
+        Some(k) => {
+            return Err(ApiError::BadRequest(format!(
+                "the body of the request was in an unknown format: kind {k:?} does not match the resource {:?} (expected kind {:?})",
+                def.plural, def.kind
+            )))
+        }
+    }
+    match o.get("apiVersion").and_then(Value::as_str) {
+        None | Some("") => {
+            o.insert("apiVersion".into(), Value::String(api_version));
+        }
+        Some(v) if v == api_version => {}
+        Some(v) => {
+            return Err(ApiError::BadRequest(format!(
+                "the API version in the data ({v}) does not match the expected API version ({api_version})"
+            )))
+        }
+    }
+    validation::check_typed(def.group, def.kind, obj).map_err(ApiError::BadRequest)
+}
+
+/// Runs Kubernetes' validation; any failure is a 422 with one cause per field.
+pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+    let errs = validation::validate(def.group, def.kind, obj, old);
+    if errs.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::Invalid {
+        group: def.group.to_string(),
+        kind: def.kind.to_string(),
+        name: objects::name(obj).unwrap_or_default().to_string(),
+        causes: errs
+            .into_iter()
+            .map(|e| Cause {
+                reason: e.kind.reason().to_string(),
+                message: e.message,
+                field: e.field,
+            })
+            .collect(),
+    })
+}
+
+/// Defaulting, applied on every create and update.
+pub fn default(def: &ResourceDef, obj: &mut Value) {
+    defaults::apply_defaults(def.group, def.kind, obj);
+}
+
+/// The pod QoS class, from its containers' requests and limits.
+pub fn pod_qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|f| pod["spec"][*f].as_array())
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in &containers {
+        let req = &c["resources"]["requests"];
+        let lim = &c["resources"]["limits"];
+        for r in ["cpu", "memory"] {
+            let l = lim.get(r).filter(|v| !v.is_null());
+            let q = req.get(r).filter(|v| !v.is_null());
+            if l.is_some() || q.is_some() {
+                any = true;
+            }
+            match (q, l) {
+                (_, None) => guaranteed = false,
+                (Some(q), Some(l)) if q != l => guaranteed = false,
+                _ => {}
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed && !containers.is_empty() {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// System fields of a new object, and per-kind create-time rules.
+pub fn prepare_create(def: &ResourceDef, obj: &mut Value, tolerations: (i64, i64)) {
+    let now = objects::now_rfc3339();
+    if let Some(m) = meta_mut(obj) {
+        m.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
+        m.insert("creationTimestamp".into(), Value::String(now));
+        m.remove("resourceVersion");
+        m.remove("deletionTimestamp");
+        m.remove("deletionGracePeriodSeconds");
+        m.remove("selfLink");
+        if def.has_generation {
+            m.insert("generation".into(), json!(1));
+        } else {
+            m.remove("generation");
+        }
+    }
+    match (def.group, def.kind) {
+        ("", "Pod") => {
+            defaults::default_tolerations_for_pod(obj, tolerations.0, tolerations.1);
+            let qos = pod_qos_class(obj);
+            obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+        }
+        ("", "Namespace") => {
+            obj["status"] = json!({"phase": "Active"});
+        }
+        ("", "Node") | ("", "Event") | ("coordination.k8s.io", _) => {}
+        _ if def.subresources.status => {
+            if let Some(o) = obj.as_object_mut() {
+                o.remove("status");
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qos_classes_follow_requests_and_limits() {
+        let be = json!({"spec": {"containers": [{"name": "a"}]}});
+        assert_eq!(pod_qos_class(&be), "BestEffort");
+        let g = json!({"spec": {"containers": [{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}});
+        assert_eq!(pod_qos_class(&g), "Guaranteed");
+        let b = json!({"spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "1"}}}]}});
+        assert_eq!(pod_qos_class(&b), "Burstable");
+    }
+
+    #[test]
+    fn field_validation_modes_parse_and_reject_unknown_values() {
+        assert_eq!(FieldValidation::parse(None), Ok(FieldValidation::Warn));
+        assert_eq!(FieldValidation::parse(Some("Strict")), Ok(FieldValidation::Strict));
+        assert!(FieldValidation::parse(Some("Loose")).is_err());
+    }
+}

@@ -1,0 +1,720 @@
+//! create, update, patch, delete and deletecollection.
+//!
+//! Every write follows one path: decode → admit (fields, types, defaults,
+//! validation) → a conditional store write on the revision that was read.
+//! Patches and subresource writes retry on a conflicting concurrent write, as
+//! Kubernetes' GuaranteedUpdate does; a PUT carrying a stale
+//! `resourceVersion` gets 409.
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+use super::read::{list_objects, read_object, render_one, Selectors};
+use super::{ok, Ctx, JsonResponse};
+use crate::admission::{self, FieldValidation};
+use crate::error::{ApiError, ApiResult};
+use crate::objects::{self, decode_body, meta_mut};
+use crate::patch::{self, PatchKind, PatchType};
+use crate::store::{KeyValue, StoreError};
+
+/// How many times a patch or subresource write is retried on conflict.
+const MAX_RETRIES: usize = 16;
+
+/// A JSON response plus `Warning` headers.
+pub(crate) struct Written {
+    pub resp: JsonResponse,
+    pub warnings: Vec<String>,
+}
+
+impl axum::response::IntoResponse for Written {
+    fn into_response(self) -> axum::response::Response {
+        let mut r = self.resp.into_response();
+        for w in self.warnings {
+            let text = format!("299 - {:?}", w);
+            if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+                r.headers_mut().append("Warning", v);
+            }
+        }
+        r
+    }
+}
+
+fn check_namespace_of(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
+    if !ctx.def.namespaced {
+        objects::remove_meta(obj, "namespace");
+        return Ok(());
+    }
+    let url_ns = ctx
+        .info
+        .namespace
+        .clone()
+        .ok_or_else(|| ApiError::BadRequest("a namespaced object must be created in a namespace".into()))?;
+    match objects::namespace(obj) {
+        Some(ns) if ns != url_ns => Err(ApiError::BadRequest(
+            "the namespace of the provided object does not match the namespace sent on the request".into(),
+        )),
+        _ => {
+            objects::set_meta(obj, "namespace", Value::String(url_ns));
+            Ok(())
+        }
+    }
+}
+
+/// The namespace must exist and not be terminating.
+async fn check_namespace_open(ctx: &Ctx) -> ApiResult<()> {
+    let Some(ns) = ctx.info.namespace.as_deref().filter(|_| ctx.def.namespaced) else {
+        return Ok(());
+    };
+    let key = format!("/registry/core/namespaces/{ns}");
+    let target = crate::error::Target::new("", "namespaces", ns);
+    let kv = ctx
+        .state
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| ApiError::from_store(e, &target))?
+        .ok_or(ApiError::NotFound(target))?;
+    let obj: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
+    if objects::is_deleting(&obj) {
+        return Err(ApiError::Forbidden(format!(
+            "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+            ctx.def.plural,
+            ""
+        )));
+    }
+    Ok(())
+}
+
+fn encode(obj: &Value) -> ApiResult<Bytes> {
+    // The revision lives in the store, not in the stored bytes.
+    let mut stored = obj.clone();
+    objects::remove_meta(&mut stored, "resourceVersion");
+    serde_json::to_vec(&stored)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::Internal(format!("cannot encode object: {e}")))
+}
+
+fn with_revision(mut obj: Value, kv: &KeyValue) -> Value {
+    crate::watchcache::set_resource_version(&mut obj, kv.mod_revision);
+    obj
+}
+
+pub(crate) async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Written> {
+    let mut obj = decode_body(ctx.content_type(), body)?;
+    let mode = FieldValidation::parse(ctx.query.field_validation.as_deref())?;
+    let warnings = admission::check_fields(&ctx.def, body, &obj, mode)?;
+    admission::check_type(&ctx.def, &mut obj)?;
+    check_namespace_of(ctx, &mut obj)?;
+    if objects::name(&obj).is_none() {
+        match objects::meta_str(&obj, "generateName").filter(|g| !g.is_empty()) {
+            Some(prefix) => {
+                let n = objects::generate_name(prefix);
+                objects::set_meta(&mut obj, "name", Value::String(n));
+            }
+            None => {
+                return Err(ApiError::invalid_field(
+                    ctx.def.group,
+                    ctx.def.kind,
+                    "",
+                    "metadata.name",
+                    "name or generateName is required",
+                ))
+            }
+        }
+    }
+    check_namespace_open(ctx).await?;
+    let tolerations = (
+        ctx.state.config.default_not_ready_toleration_seconds,
+        ctx.state.config.default_unreachable_toleration_seconds,
+    );
+    admission::default(&ctx.def, &mut obj);
+    admission::prepare_create(&ctx.def, &mut obj, tolerations);
+    admission::validate(&ctx.def, &obj, None)?;
+    let now = objects::now_rfc3339();
+    patch::record_update(None, &mut obj, &ctx.field_manager(), &ctx.def.api_version(), &now);
+    let name = objects::name(&obj).unwrap_or_default().to_string();
+    if ctx.query.is_dry_run() {
+        return Ok(Written {
+            resp: JsonResponse {
+                code: StatusCode::CREATED,
+                body: obj,
+            },
+            warnings,
+        });
+    }
+    let kv = ctx
+        .state
+        .store
+        .create(&ctx.key(&name), encode(&obj)?)
+        .await
+        .map_err(|e| ApiError::from_store(e, &ctx.target(&name)))?;
+    tracing::debug!(resource = ctx.def.plural, name = %name, rv = kv.mod_revision, "created");
+    Ok(Written {
+        resp: JsonResponse {
+            code: StatusCode::CREATED,
+            body: render_one(ctx, with_revision(obj, &kv)),
+        },
+        warnings,
+    })
+}
+
+/// Which part of an object a write may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// The main resource: everything but `.status` (when a status subresource exists).
+    Main,
+    /// The status subresource: only `.status`.
+    Status,
+}
+
+/// Merges what a write may change into the current object and stamps the
+/// system fields. Returns the object to store.
+pub(crate) fn merge_update(ctx: &Ctx, current: &Value, mut new: Value, part: Part) -> ApiResult<Value> {
+    check_namespace_of(ctx, &mut new)?;
+    let target_name = objects::name(current).unwrap_or_default().to_string();
+    if objects::name(&new).is_some_and(|n| n != target_name) {
+        return Err(ApiError::BadRequest(format!(
+            "the name of the object ({}) does not match the name on the URL ({target_name})",
+            objects::name(&new).unwrap_or_default()
+        )));
+    }
+    objects::set_meta(&mut new, "name", Value::String(target_name));
+    let mut out = match part {
+        Part::Status => {
+            let mut o = current.clone();
+            o["status"] = new.get("status").cloned().unwrap_or(Value::Null);
+            if o["status"].is_null() {
+                if let Some(m) = o.as_object_mut() {
+                    m.remove("status");
+                }
+            }
+            o
+        }
+        Part::Main => {
+            if ctx.def.subresources.status {
+                match current.get("status") {
+                    Some(s) => new["status"] = s.clone(),
+                    None => {
+                        if let Some(m) = new.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+            }
+            new
+        }
+    };
+    // System-owned metadata always comes from the stored object.
+    let cur_meta = objects::meta(current).cloned().unwrap_or_default();
+    if let Some(m) = meta_mut(&mut out) {
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "namespace",
+        ] {
+            match cur_meta.get(f) {
+                Some(v) => {
+                    m.insert(f.to_string(), v.clone());
+                }
+                None => {
+                    m.remove(f);
+                }
+            }
+        }
+        // Finalizers can be removed but not added once deletion started.
+        m.remove("selfLink");
+    }
+    if ctx.def.has_generation && part == Part::Main && objects::spec_part(current) != objects::spec_part(&out) {
+        let g = current["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+        objects::set_meta(&mut out, "generation", json!(g));
+    }
+    admission::default(&ctx.def, &mut out);
+    if ctx.def.group.is_empty() && ctx.def.kind == "Pod" {
+        // Admission re-adds the default tolerations on update, as Kubernetes does.
+        crate::defaults::default_tolerations_for_pod(
+            &mut out,
+            ctx.state.config.default_not_ready_toleration_seconds,
+            ctx.state.config.default_unreachable_toleration_seconds,
+        );
+    }
+    admission::validate(&ctx.def, &out, Some(current))?;
+    Ok(out)
+}
+
+/// Stores an updated object conditionally on `current`'s revision, then
+/// finishes a deletion whose finalizers are all gone.
+pub(crate) async fn store_update(ctx: &Ctx, current: &KeyValue, current_obj: &Value, mut new: Value) -> ApiResult<Value> {
+    let name = objects::name(&new).unwrap_or_default().to_string();
+    let target = ctx.target(&name);
+    let mut cur_cmp = current_obj.clone();
+    objects::remove_meta(&mut cur_cmp, "resourceVersion");
+    objects::remove_meta(&mut new, "resourceVersion");
+    objects::remove_meta(&mut cur_cmp, "managedFields");
+    let mut new_cmp = new.clone();
+    objects::remove_meta(&mut new_cmp, "managedFields");
+    if cur_cmp == new_cmp {
+        // A no-op write changes nothing, not even the revision.
+        return Ok(current_obj.clone());
+    }
+    let now = objects::now_rfc3339();
+    patch::record_update(Some(current_obj), &mut new, &ctx.field_manager(), &ctx.def.api_version(), &now);
+    if ctx.query.is_dry_run() {
+        return Ok(new);
+    }
+    let finished = objects::is_deleting(&new)
+        && objects::finalizers(&new).is_empty()
+        && new["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) == 0
+        && !(ctx.def.kind == "Namespace" && namespace_finalizers_pending(&new));
+    if finished {
+        let kv = ctx
+            .state
+            .store
+            .delete(&ctx.key(&name), Some(current.mod_revision))
+            .await
+            .map_err(|e| ApiError::from_store(e, &target))?;
+        return Ok(with_revision(new, &kv));
+    }
+    let kv = ctx
+        .state
+        .store
+        .update(&ctx.key(&name), encode(&new)?, current.mod_revision)
+        .await
+        .map_err(|e| ApiError::from_store(e, &target))?;
+    Ok(with_revision(new, &kv))
+}
+
+fn namespace_finalizers_pending(ns: &Value) -> bool {
+    ns["spec"]["finalizers"].as_array().is_some_and(|a| !a.is_empty())
+}
+
+pub(crate) async fn update(ctx: &Ctx, name: &str, body: &Bytes, part: Option<Part>) -> ApiResult<Written> {
+    let mut new = decode_body(ctx.content_type(), body)?;
+    let mode = FieldValidation::parse(ctx.query.field_validation.as_deref())?;
+    let warnings = admission::check_fields(&ctx.def, body, &new, mode)?;
+    admission::check_type(&ctx.def, &mut new)?;
+    let precondition = objects::resource_version(&new)?;
+    let (kv, current) = read_object(ctx, name).await?;
+    if precondition.is_some_and(|rv| rv != kv.mod_revision) {
+        return Err(ApiError::from_store(
+            StoreError::Conflict {
+                key: kv.key.clone(),
+                expected: precondition.unwrap_or_default(),
+                actual: kv.mod_revision,
+            },
+            &ctx.target(name),
+        ));
+    }
+    let merged = merge_update(ctx, &current, new, part.unwrap_or(Part::Main))?;
+    let stored = store_update(ctx, &kv, &current, merged).await?;
+    Ok(Written {
+        resp: ok(render_one(ctx, stored)),
+        warnings,
+    })
+}
+
+/// Read-modify-write with retries on conflict: `f` computes the new object
+/// from the current one.
+pub(crate) async fn guaranteed_update<F>(ctx: &Ctx, name: &str, mut f: F) -> ApiResult<Value>
+where
+    F: FnMut(&Value) -> ApiResult<Value>,
+{
+    for _ in 0..MAX_RETRIES {
+        let (kv, current) = read_object(ctx, name).await?;
+        let new = f(&current)?;
+        match store_update(ctx, &kv, &current, new).await {
+            Err(ApiError::Conflict { .. }) => continue,
+            other => return other,
+        }
+    }
+    Err(ApiError::Conflict {
+        target: ctx.target(name),
+        message: "too many concurrent writes; please retry".into(),
+    })
+}
+
+fn patch_type(ctx: &Ctx) -> ApiResult<PatchType> {
+    let ct = ctx.content_type().unwrap_or("");
+    PatchType::from_content_type(ct).ok_or_else(|| {
+        ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {ct:?})"
+        ))
+    })
+}
+
+/// Applies a patch body to `current` (an object, or a Scale view).
+pub(crate) fn patched(ctx: &Ctx, pt: PatchType, current: &Value, body: &[u8], group: &str, kind: &str) -> ApiResult<Value> {
+    let patch_kind = PatchKind::builtin(group, kind);
+    let name = ctx.info.name.clone().unwrap_or_default();
+    match pt {
+        PatchType::Apply => {
+            let applied = decode_body(Some("application/yaml"), body)?;
+            let force = ctx.query.force.unwrap_or(false);
+            let manager = ctx.query.field_manager.clone().unwrap_or_default();
+            patch::server_side_apply(Some(current), &applied, &manager, force, &patch_kind, &objects::now_rfc3339())
+                .map_err(|e| apply_error(ctx, &name, e))
+        }
+        _ => patch::apply_patch(pt, current, body, &patch_kind).map_err(|e| patch_error(ctx, &name, e)),
+    }
+}
+
+fn patch_error(ctx: &Ctx, name: &str, e: patch::PatchError) -> ApiError {
+    match e.status_code() {
+        409 => ApiError::Conflict {
+            target: ctx.target(name),
+            message: e.to_string(),
+        },
+        413 => ApiError::TooLarge(objects::MAX_BODY_BYTES),
+        415 => ApiError::UnsupportedMediaType(e.to_string()),
+        422 => ApiError::Invalid {
+            group: ctx.def.group.to_string(),
+            kind: ctx.def.kind.to_string(),
+            name: name.to_string(),
+            causes: vec![crate::error::Cause {
+                reason: "FieldValueInvalid".into(),
+                message: e.to_string(),
+                field: String::new(),
+            }],
+        },
+        500 => ApiError::Internal(e.to_string()),
+        _ => ApiError::BadRequest(e.to_string()),
+    }
+}
+
+fn apply_error(ctx: &Ctx, name: &str, e: patch::ApplyError) -> ApiError {
+    match e {
+        patch::ApplyError::Conflicts(ref conflicts) => ApiError::ApplyConflict {
+            target: ctx.target(name),
+            message: e.to_string(),
+            causes: conflicts
+                .iter()
+                .map(|c| crate::error::Cause {
+                    reason: "FieldManagerConflict".into(),
+                    message: c.cause_message(),
+                    field: c.field.clone(),
+                })
+                .collect(),
+        },
+        patch::ApplyError::MissingFieldManager => ApiError::Invalid {
+            group: "meta.k8s.io".into(),
+            kind: "PatchOptions".into(),
+            name: String::new(),
+            causes: vec![crate::error::Cause {
+                reason: "FieldValueRequired".into(),
+                message: "Required value: is required for apply requests".into(),
+                field: "fieldManager".into(),
+            }],
+        },
+        patch::ApplyError::LiveNotObject => ApiError::Internal(e.to_string()),
+        _ => ApiError::BadRequest(e.to_string()),
+    }
+}
+
+pub(crate) async fn patch(ctx: &Ctx, name: &str, body: &Bytes, part: Option<Part>) -> ApiResult<Written> {
+    if body.len() > objects::MAX_BODY_BYTES {
+        return Err(ApiError::TooLarge(objects::MAX_BODY_BYTES));
+    }
+    let pt = patch_type(ctx)?;
+    let mode = FieldValidation::parse(ctx.query.field_validation.as_deref())?;
+    let part = part.unwrap_or(Part::Main);
+    // Server-side apply to an absent object creates it.
+    if pt == PatchType::Apply {
+        let exists = ctx
+            .state
+            .store
+            .get(&ctx.key(name))
+            .await
+            .map_err(|e| ApiError::from_store(e, &ctx.target(name)))?
+            .is_some();
+        if !exists && part == Part::Main {
+            return apply_create(ctx, name, body, mode).await;
+        }
+    }
+    let mut warnings = Vec::new();
+    let stored = guaranteed_update(ctx, name, |current| {
+        let mut new = patched(ctx, pt, current, body, ctx.def.group, ctx.def.kind)?;
+        warnings = admission::check_fields(&ctx.def, b"", &new, mode)?;
+        admission::check_type(&ctx.def, &mut new)?;
+        if let Some(rv) = objects::resource_version(&new)? {
+            if rv.to_string() != objects::meta_str(current, "resourceVersion").unwrap_or_default() {
+                return Err(ApiError::Conflict {
+                    target: ctx.target(name),
+                    message: "the object has been modified; please apply your changes to the latest version and try again"
+                        .into(),
+                });
+            }
+        }
+        merge_update(ctx, current, new, part)
+    })
+    .await?;
+    Ok(Written {
+        resp: ok(render_one(ctx, stored)),
+        warnings,
+    })
+}
+
+async fn apply_create(ctx: &Ctx, name: &str, body: &Bytes, mode: FieldValidation) -> ApiResult<Written> {
+    let applied = decode_body(Some("application/yaml"), body)?;
+    let manager = ctx.query.field_manager.clone().unwrap_or_default();
+    let now = objects::now_rfc3339();
+    let kind = PatchKind::builtin(ctx.def.group, ctx.def.kind);
+    let mut obj = patch::server_side_apply(None, &applied, &manager, true, &kind, &now)
+        .map_err(|e| apply_error(ctx, name, e))?;
+    let warnings = admission::check_fields(&ctx.def, b"", &obj, mode)?;
+    admission::check_type(&ctx.def, &mut obj)?;
+    check_namespace_of(ctx, &mut obj)?;
+    if objects::name(&obj).is_some_and(|n| n != name) {
+        return Err(ApiError::BadRequest(format!(
+            "the name of the object ({}) does not match the name on the URL ({name})",
+            objects::name(&obj).unwrap_or_default()
+        )));
+    }
+    objects::set_meta(&mut obj, "name", Value::String(name.to_string()));
+    check_namespace_open(ctx).await?;
+    let tolerations = (
+        ctx.state.config.default_not_ready_toleration_seconds,
+        ctx.state.config.default_unreachable_toleration_seconds,
+    );
+    admission::default(&ctx.def, &mut obj);
+    admission::prepare_create(&ctx.def, &mut obj, tolerations);
+    admission::validate(&ctx.def, &obj, None)?;
+    if ctx.query.is_dry_run() {
+        return Ok(Written {
+            resp: JsonResponse {
+                code: StatusCode::CREATED,
+                body: obj,
+            },
+            warnings,
+        });
+    }
+    let kv = ctx
+        .state
+        .store
+        .create(&ctx.key(name), encode(&obj)?)
+        .await
+        .map_err(|e| ApiError::from_store(e, &ctx.target(name)))?;
+    Ok(Written {
+        resp: JsonResponse {
+            code: StatusCode::CREATED,
+            body: render_one(ctx, with_revision(obj, &kv)),
+        },
+        warnings,
+    })
+}
+
+/// `metav1.DeleteOptions`, from the body or the query.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub propagation_policy: Option<String>,
+    pub precondition_uid: Option<String>,
+    pub precondition_rv: Option<String>,
+    pub dry_run: bool,
+}
+
+pub(crate) fn delete_options(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOptions> {
+    let mut o = DeleteOptions {
+        grace_period_seconds: ctx.query.grace_period_seconds,
+        propagation_policy: ctx.query.propagation_policy.clone(),
+        dry_run: ctx.query.is_dry_run(),
+        ..Default::default()
+    };
+    if ctx.query.orphan_dependents == Some(true) && o.propagation_policy.is_none() {
+        o.propagation_policy = Some("Orphan".into());
+    }
+    if body.iter().any(|b| !b.is_ascii_whitespace()) {
+        let v: Value =
+            serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?;
+        if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
+            o.grace_period_seconds = Some(g);
+        }
+        if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
+            o.propagation_policy = Some(p.to_string());
+        }
+        if v.get("orphanDependents").and_then(Value::as_bool) == Some(true) && o.propagation_policy.is_none() {
+            o.propagation_policy = Some("Orphan".into());
+        }
+        o.precondition_uid = v["preconditions"]["uid"].as_str().map(str::to_string);
+        o.precondition_rv = v["preconditions"]["resourceVersion"].as_str().map(str::to_string);
+        if v["dryRun"].as_array().is_some_and(|a| a.iter().any(|d| d == "All")) {
+            o.dry_run = true;
+        }
+    }
+    match o.propagation_policy.as_deref() {
+        None | Some("Background") | Some("Foreground") | Some("Orphan") => Ok(o),
+        Some(p) => Err(ApiError::BadRequest(format!(
+            "propagationPolicy {p:?} is not supported: use Background, Foreground or Orphan"
+        ))),
+    }
+}
+
+fn success_status(ctx: &Ctx, obj: &Value) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {
+            "name": objects::name(obj).unwrap_or_default(),
+            "group": ctx.def.group,
+            "kind": ctx.def.plural,
+            "uid": objects::meta_str(obj, "uid").unwrap_or_default(),
+        }
+    })
+}
+
+pub(crate) async fn delete(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<JsonResponse> {
+    let opts = delete_options(ctx, body)?;
+    let obj = delete_one(ctx, name, &opts).await?;
+    // Pods (and objects still finalizing) come back whole; others as a Status.
+    let body = if ctx.def.kind == "Pod" || objects::is_deleting(&obj) && !opts.dry_run {
+        obj
+    } else {
+        success_status(ctx, &obj)
+    };
+    Ok(ok(body))
+}
+
+/// Deletes one object: gracefully (pods), through finalizers, or at once.
+/// Returns the object as it is afterwards (or as it was, if gone).
+pub(crate) async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResult<Value> {
+    let target = ctx.target(name);
+    for _ in 0..MAX_RETRIES {
+        let (kv, current) = read_object(ctx, name).await?;
+        if let Some(uid) = &opts.precondition_uid {
+            if objects::meta_str(&current, "uid") != Some(uid.as_str()) {
+                return Err(ApiError::Conflict {
+                    target,
+                    message: format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        objects::meta_str(&current, "uid").unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        if let Some(rv) = &opts.precondition_rv {
+            if rv != &kv.mod_revision.to_string() {
+                return Err(ApiError::Conflict {
+                    target,
+                    message: format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        kv.mod_revision
+                    ),
+                });
+            }
+        }
+        let mut next = current.clone();
+        let mut fins = objects::finalizers(&current);
+        match opts.propagation_policy.as_deref() {
+            Some("Foreground") if !fins.iter().any(|f| f == "foregroundDeletion") => {
+                fins.push("foregroundDeletion".into())
+            }
+            Some("Orphan") if !fins.iter().any(|f| f == "orphan") => fins.push("orphan".into()),
+            _ => {}
+        }
+        let grace = grace_period(ctx, &current, opts);
+        let ns_pending = ctx.def.kind == "Namespace" && namespace_finalizers_pending(&current);
+        if fins.is_empty() && grace == 0 && !ns_pending {
+            if opts.dry_run {
+                return Ok(current);
+            }
+            match ctx.state.store.delete(&ctx.key(name), Some(kv.mod_revision)).await {
+                Ok(gone) => return Ok(with_revision(current, &gone)),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(ApiError::from_store(e, &target)),
+            }
+        }
+        // Deletion in progress: mark it and let finalizers or the kubelet finish.
+        if objects::is_deleting(&current) {
+            let prev = current["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0);
+            if grace >= prev && objects::finalizers(&current) == fins {
+                return Ok(current);
+            }
+        }
+        let deadline = chrono::Utc::now() + chrono::Duration::seconds(grace);
+        if let Some(m) = meta_mut(&mut next) {
+            m.insert(
+                "deletionTimestamp".into(),
+                Value::String(deadline.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            );
+            m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            if fins.is_empty() {
+                m.remove("finalizers");
+            } else {
+                m.insert("finalizers".into(), json!(fins));
+            }
+        }
+        if ctx.def.kind == "Namespace" {
+            next["status"]["phase"] = json!("Terminating");
+        }
+        if opts.dry_run {
+            return Ok(next);
+        }
+        match ctx
+            .state
+            .store
+            .update(&ctx.key(name), encode(&next)?, kv.mod_revision)
+            .await
+        {
+            Ok(kv) => return Ok(with_revision(next, &kv)),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(ApiError::from_store(e, &target)),
+        }
+    }
+    Err(ApiError::Conflict {
+        target,
+        message: "too many concurrent writes; please retry".into(),
+    })
+}
+
+/// Pods bound to a node are deleted gracefully; everything else at once.
+fn grace_period(ctx: &Ctx, obj: &Value, opts: &DeleteOptions) -> i64 {
+    if ctx.def.kind != "Pod" {
+        return 0;
+    }
+    let unbound = obj["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
+    let terminal = matches!(obj["status"]["phase"].as_str(), Some("Succeeded") | Some("Failed"));
+    if unbound || terminal {
+        return 0;
+    }
+    opts.grace_period_seconds
+        .or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64())
+        .unwrap_or(30)
+        .max(0)
+}
+
+pub(crate) async fn delete_collection(ctx: &Ctx, body: &Bytes) -> ApiResult<JsonResponse> {
+    let opts = delete_options(ctx, body)?;
+    let selectors = Selectors::from_ctx(ctx)?;
+    let (items, revision, _) = list_objects(ctx, &selectors).await?;
+    let mut deleted = Vec::new();
+    for item in items {
+        let name = objects::name(&item).unwrap_or_default().to_string();
+        let ns = objects::namespace(&item).map(str::to_string);
+        let sub = Ctx {
+            state: ctx.state.clone(),
+            def: ctx.def.clone(),
+            info: crate::request::RequestInfo {
+                namespace: ns,
+                name: Some(name.clone()),
+                ..ctx.info.clone()
+            },
+            query: ctx.query.clone(),
+            headers: ctx.headers.clone(),
+        };
+        match delete_one(&sub, &name, &opts).await {
+            Ok(o) => deleted.push(o),
+            Err(ApiError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(ok(json!({
+        "kind": format!("{}List", ctx.def.kind),
+        "apiVersion": ctx.def.api_version(),
+        "metadata": {"resourceVersion": revision.to_string()},
+        "items": deleted,
+    })))
+}

@@ -1,0 +1,28 @@
+//! skiff's API server: the Kubernetes REST API over a pluggable [`store::Store`].
+//!
+//! Owns: the resource registry, request handling (CRUD, watch, patch,
+//! subresources), validation and defaulting, discovery and OpenAPI documents,
+//! authentication, TLS and the storage backends. Must not depend on the
+//! scheduler, kubelet or controllers crates: they are clients of this API.
+
+pub mod admission;
+pub mod defaults;
+pub mod auth;
+pub mod discovery;
+pub mod error;
+pub mod handlers;
+pub mod metrics;
+pub mod objects;
+pub mod openapi;
+pub mod patch;
+pub mod registry;
+pub mod request;
+pub mod selector;
+pub mod server;
+pub mod store;
+pub mod table;
+pub mod tls;
+pub mod validation;
+pub mod watchcache;
+
+pub use server::{start, Config, RunningServer, ServerError, StoreConfig};
