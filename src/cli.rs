@@ -1,0 +1,230 @@
+//! Command-line flags. Flag names follow Kubernetes' where one exists.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "skiff", version, about = "A lightweight, Kubernetes-compatible container orchestrator")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a whole local cluster in the foreground: API server, scheduler, controllers and N nodes.
+    Up(UpArgs),
+    /// Run the control plane only (API server, scheduler, controllers).
+    Server(ServerArgs),
+    /// Run one node agent that joins a server.
+    Agent(AgentArgs),
+    /// Stop a cluster started with `up` and remove what it left running.
+    Down(DownArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Runtime {
+    /// Real containers through containerd.
+    Containerd,
+    /// Simulated nodes (kwok-style), for scale tests.
+    Sim,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// A redb database under the data dir (no external process).
+    Embedded,
+    /// An external etcd (see --etcd-endpoints).
+    Etcd,
+}
+
+/// Flags shared by `up` and `server`.
+#[derive(Debug, Clone, Args)]
+pub struct ControlPlaneArgs {
+    /// Where the cluster keeps its state, certificates and kubeconfig.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTPS port of the API server.
+    #[arg(long, default_value_t = 6443)]
+    pub port: u16,
+    /// Address the API server listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind_address: std::net::IpAddr,
+    /// Storage backend.
+    #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
+    pub store: StoreKind,
+    /// Comma-separated etcd client URLs (with --store etcd).
+    #[arg(long, value_name = "URLS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    pub etcd_endpoints: Vec<String>,
+    /// How long a node may go without renewing its Lease before it is marked NotReady/Unknown.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "40s")]
+    pub node_monitor_grace_period: Duration,
+    /// Toleration seconds added to pods for the not-ready taint.
+    #[arg(long, default_value_t = 300)]
+    pub default_not_ready_toleration_seconds: i64,
+    /// Toleration seconds added to pods for the unreachable taint.
+    #[arg(long, default_value_t = 300)]
+    pub default_unreachable_toleration_seconds: i64,
+    /// HPA sync period.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    pub horizontal_pod_autoscaler_sync_period: Duration,
+    /// A folder of YAML manifests applied at start and whenever a file changes.
+    #[arg(long, value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub control_plane: ControlPlaneArgs,
+    /// How many node agents to run.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: u32,
+    /// Container runtime of the nodes.
+    #[arg(long, value_enum, default_value_t = Runtime::Containerd)]
+    pub runtime: Runtime,
+    /// An existing containerd socket to use instead of starting one.
+    #[arg(long, value_name = "SOCKET")]
+    pub containerd_address: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    pub control_plane: ControlPlaneArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AgentArgs {
+    /// The API server URL, e.g. https://127.0.0.1:6443.
+    #[arg(long)]
+    pub server: String,
+    /// File holding the node-join token (the server writes DATA_DIR/node-token).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: PathBuf,
+    /// Name of the Node object.
+    #[arg(long)]
+    pub node_name: String,
+    /// Container runtime.
+    #[arg(long, value_enum, default_value_t = Runtime::Containerd)]
+    pub runtime: Runtime,
+    /// Where the agent keeps its state.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// An existing containerd socket to use instead of starting one.
+    #[arg(long, value_name = "SOCKET")]
+    pub containerd_address: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DownArgs {
+    /// The data dir of the cluster to stop.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Prints a flag error on one line (help and version print as usual).
+pub fn report_parse_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments")
+                .trim()
+                .trim_start_matches("error: ");
+            let tip = rendered
+                .lines()
+                .find(|l| l.trim_start().starts_with("tip:"))
+                .map(|t| format!(" ({})", t.trim()))
+                .unwrap_or_default();
+            eprintln!("error: {first}{tip}; see 'skiff --help'");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn up_defaults_match_the_documented_contract() {
+        let cli = Cli::try_parse_from(["skiff", "up"]).expect("parses");
+        let Command::Up(up) = cli.command else {
+            panic!("not up")
+        };
+        assert_eq!(up.control_plane.port, 6443);
+        assert_eq!(up.nodes, 1);
+        assert_eq!(up.runtime, Runtime::Containerd);
+        assert_eq!(up.control_plane.store, StoreKind::Embedded);
+        assert_eq!(up.control_plane.node_monitor_grace_period, Duration::from_secs(40));
+    }
+
+    #[test]
+    fn every_documented_up_flag_parses() {
+        let cli = Cli::try_parse_from([
+            "skiff",
+            "up",
+            "--data-dir",
+            "/tmp/x",
+            "--port",
+            "7443",
+            "--nodes",
+            "3",
+            "--runtime",
+            "sim",
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            "http://127.0.0.1:1,http://127.0.0.1:2",
+            "--node-monitor-grace-period",
+            "20s",
+            "--default-not-ready-toleration-seconds",
+            "10",
+            "--default-unreachable-toleration-seconds",
+            "11",
+        ]);
+        let Ok(Cli { command: Command::Up(up) }) = cli else {
+            panic!("did not parse: {cli:?}")
+        };
+        assert_eq!(up.control_plane.etcd_endpoints.len(), 2);
+        assert_eq!(up.runtime, Runtime::Sim);
+    }
+
+    #[test]
+    fn agent_requires_its_server_and_token() {
+        assert!(Cli::try_parse_from(["skiff", "agent", "--node-name", "n1"]).is_err());
+        assert!(Cli::try_parse_from([
+            "skiff",
+            "agent",
+            "--server",
+            "https://127.0.0.1:6443",
+            "--token-file",
+            "t",
+            "--node-name",
+            "n1",
+            "--runtime",
+            "sim"
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn a_bad_runtime_is_rejected() {
+        assert!(Cli::try_parse_from(["skiff", "up", "--runtime", "docker"]).is_err());
+    }
+}

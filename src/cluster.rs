@@ -1,0 +1,272 @@
+//! Running the subcommands: the data dir layout, tokens and kubeconfig, and
+//! starting components in order.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine;
+
+use crate::cli::{AgentArgs, Cli, Command, ControlPlaneArgs, DownArgs, StoreKind, UpArgs};
+
+/// Files of a cluster's data dir.
+pub struct DataDir {
+    pub root: PathBuf,
+}
+
+impl DataDir {
+    pub fn resolve(dir: Option<&Path>) -> Result<Self> {
+        let root = match dir {
+            Some(d) => d.to_path_buf(),
+            None => {
+                let home = std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set: pass --data-dir DIR"))?;
+                PathBuf::from(home).join(".skiff")
+            }
+        };
+        Ok(Self { root })
+    }
+    fn pki(&self) -> PathBuf {
+        self.root.join("pki")
+    }
+    fn tokens(&self) -> PathBuf {
+        self.root.join("tokens.csv")
+    }
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.root.join("kubeconfig.yaml")
+    }
+    fn node_token(&self) -> PathBuf {
+        self.root.join("node-token")
+    }
+    fn pid(&self) -> PathBuf {
+        self.root.join("skiff.pid")
+    }
+    fn db(&self) -> PathBuf {
+        self.root.join("db").join("state.redb")
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Up(args) => up(args).await,
+        Command::Server(args) => serve_control_plane(&args.control_plane, None).await,
+        Command::Agent(args) => agent(args).await,
+        Command::Down(args) => down(args).await,
+    }
+}
+
+/// Holds the data dir's lock for the life of the process, so two clusters
+/// never share one data dir.
+struct DirLock {
+    _file: File,
+}
+
+fn lock_data_dir(dir: &DataDir) -> Result<DirLock> {
+    std::fs::create_dir_all(&dir.root)
+        .with_context(|| format!("cannot create the data dir {}: check its permissions", dir.root.display()))?;
+    let path = dir.root.join("skiff.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "the data dir {} is in use by another running skiff: stop it with `skiff down --data-dir {}` or choose another --data-dir",
+            dir.root.display(),
+            dir.root.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => return Err(e).context("cannot lock the data dir"),
+    }
+    std::fs::write(dir.pid(), std::process::id().to_string()).context("cannot write the pid file")?;
+    Ok(DirLock { _file: file })
+}
+
+/// The admin and node tokens: created once, then reused.
+fn ensure_tokens(dir: &DataDir) -> Result<(String, String)> {
+    let path = dir.tokens();
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let mut admin = None;
+        let mut node = None;
+        for line in text.lines() {
+            let parts: Vec<&str> = line.split(',').collect();
+            match parts.as_slice() {
+                [t, "admin", ..] => admin = Some(t.to_string()),
+                [t, "system:node-bootstrap", ..] => node = Some(t.to_string()),
+                _ => {}
+            }
+        }
+        if let (Some(a), Some(n)) = (admin, node) {
+            return Ok((a, n));
+        }
+    }
+    let admin = apiserver::auth::random_token();
+    let node = apiserver::auth::random_token();
+    let text = format!("{admin},admin,system:masters\n{node},system:node-bootstrap,system:nodes\n");
+    write_private(&path, &text)?;
+    write_private(&dir.node_token(), &format!("{node}\n"))?;
+    Ok((admin, node))
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = File::options()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_kubeconfig(dir: &DataDir, server: &str, ca_pem: &str, token: &str) -> Result<()> {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "skiff", "cluster": {"server": server, "certificate-authority-data": ca}}],
+        "users": [{"name": "skiff-admin", "user": {"token": token}}],
+        "contexts": [{"name": "skiff", "context": {"cluster": "skiff", "user": "skiff-admin"}}],
+        "current-context": "skiff",
+    });
+    let yaml = serde_saphyr::to_string(&config).context("cannot render the kubeconfig")?;
+    write_private(&dir.kubeconfig(), &yaml)
+}
+
+fn server_config(cp: &ControlPlaneArgs, dir: &DataDir, tokens: apiserver::auth::TokenAuthenticator) -> apiserver::Config {
+    let store = match cp.store {
+        StoreKind::Embedded => apiserver::StoreConfig::Embedded { path: dir.db() },
+        StoreKind::Etcd => apiserver::StoreConfig::Etcd {
+            endpoints: cp.etcd_endpoints.clone(),
+            prefix: String::new(),
+        },
+    };
+    let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string(), "kubernetes".to_string(), "kubernetes.default".to_string(), "kubernetes.default.svc".to_string()];
+    let bind = cp.bind_address.to_string();
+    if !cp.bind_address.is_unspecified() && !sans.contains(&bind) {
+        sans.push(bind);
+    }
+    apiserver::Config {
+        bind: std::net::SocketAddr::new(cp.bind_address, cp.port),
+        store,
+        pki_dir: dir.pki(),
+        tls_sans: sans,
+        tokens,
+        watch_cache_events: 8192,
+        default_not_ready_toleration_seconds: cp.default_not_ready_toleration_seconds,
+        default_unreachable_toleration_seconds: cp.default_unreachable_toleration_seconds,
+    }
+}
+
+async fn up(args: UpArgs) -> Result<()> {
+    if args.nodes > 0 {
+        // Node agents arrive with the kubelet issue; the flags already parse.
+        println!(
+            "skiff: node agents ({} × {:?}) are not part of this build yet; running the control plane only",
+            args.nodes, args.runtime
+        );
+    }
+    serve_control_plane(&args.control_plane, None).await
+}
+
+async fn serve_control_plane(cp: &ControlPlaneArgs, _nodes: Option<u32>) -> Result<()> {
+    let started = Instant::now();
+    let dir = DataDir::resolve(cp.data_dir.as_deref())?;
+    let _lock = lock_data_dir(&dir)?;
+    let (admin, _node) = ensure_tokens(&dir)?;
+    let tokens = std::fs::read_to_string(dir.tokens()).context("cannot read the token file")?;
+    let config = server_config(cp, &dir, apiserver::auth::TokenAuthenticator::parse(&tokens));
+    let store_name = match cp.store {
+        StoreKind::Embedded => format!("embedded ({})", dir.db().display()),
+        StoreKind::Etcd => format!("etcd ({})", cp.etcd_endpoints.join(",")),
+    };
+    let server = apiserver::start(config).await.map_err(|e| match e {
+        apiserver::ServerError::Store(s) if cp.store == StoreKind::Etcd => anyhow!(
+            "cannot reach etcd at {}: {s}; start etcd or pass --etcd-endpoints",
+            cp.etcd_endpoints.join(",")
+        ),
+        other => anyhow!(other),
+    })?;
+    let host = if cp.bind_address.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else if cp.bind_address.is_ipv6() {
+        format!("[{}]", cp.bind_address)
+    } else {
+        cp.bind_address.to_string()
+    };
+    let url = format!("https://{host}:{}", server.local_addr.port());
+    let ca = std::fs::read_to_string(dir.pki().join("ca.crt")).context("cannot read the cluster CA")?;
+    write_kubeconfig(&dir, &url, &ca, &admin)?;
+    println!("skiff: store {store_name} ready");
+    println!("skiff: API server ready at {url} ({:.2}s)", started.elapsed().as_secs_f64());
+    println!("skiff: export KUBECONFIG={}", dir.kubeconfig().display());
+    wait_for_signal().await?;
+    println!("skiff: stopping");
+    server.shutdown().await;
+    let _ = std::fs::remove_file(dir.pid());
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+async fn agent(args: AgentArgs) -> Result<()> {
+    std::fs::metadata(&args.token_file).with_context(|| {
+        format!(
+            "cannot read the token file {}: copy DATA_DIR/node-token from the server",
+            args.token_file.display()
+        )
+    })?;
+    bail!(
+        "the node agent for {} ({:?} runtime) is not part of this build yet; run `skiff server` for the control plane",
+        args.node_name,
+        args.runtime
+    )
+}
+
+async fn down(args: DownArgs) -> Result<()> {
+    let dir = DataDir::resolve(args.data_dir.as_deref())?;
+    if !dir.root.exists() {
+        bail!("no cluster data dir at {}: pass the --data-dir the cluster was started with", dir.root.display());
+    }
+    let pid = std::fs::read_to_string(dir.pid())
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok());
+    let Some(pid) = pid else {
+        println!("skiff: no running cluster in {}", dir.root.display());
+        return Ok(());
+    };
+    let pid = nix::unistd::Pid::from_raw(pid);
+    if nix::sys::signal::kill(pid, None).is_err() {
+        println!("skiff: no running cluster in {} (stale pid file removed)", dir.root.display());
+        let _ = std::fs::remove_file(dir.pid());
+        return Ok(());
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).context("cannot signal the cluster process")?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if nix::sys::signal::kill(pid, None).is_err() {
+            println!("skiff: cluster in {} stopped", dir.root.display());
+            let _ = std::fs::remove_file(dir.pid());
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = std::fs::remove_file(dir.pid());
+    println!("skiff: cluster in {} did not stop within 20s and was killed", dir.root.display());
+    Ok(())
+}
