@@ -7,7 +7,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "skiff", version, about = "A lightweight, Kubernetes-compatible container orchestrator")]
+#[command(
+    name = "skiff",
+    version,
+    about = "A lightweight, Kubernetes-compatible container orchestrator"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -57,7 +61,12 @@ pub struct ControlPlaneArgs {
     #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
     pub store: StoreKind,
     /// Comma-separated etcd client URLs (with --store etcd).
-    #[arg(long, value_name = "URLS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long,
+        value_name = "URLS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
     pub etcd_endpoints: Vec<String>,
     /// How long a node may go without renewing its Lease before it is marked NotReady/Unknown.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "40s")]
@@ -130,7 +139,9 @@ pub struct DownArgs {
 pub fn report_parse_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = e.print();
             if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
                 ExitCode::from(2)
@@ -171,7 +182,10 @@ mod tests {
         assert_eq!(up.nodes, 1);
         assert_eq!(up.runtime, Runtime::Containerd);
         assert_eq!(up.control_plane.store, StoreKind::Embedded);
-        assert_eq!(up.control_plane.node_monitor_grace_period, Duration::from_secs(40));
+        assert_eq!(
+            up.control_plane.node_monitor_grace_period,
+            Duration::from_secs(40)
+        );
     }
 
     #[test]
@@ -198,7 +212,10 @@ mod tests {
             "--default-unreachable-toleration-seconds",
             "11",
         ]);
-        let Ok(Cli { command: Command::Up(up) }) = cli else {
+        let Ok(Cli {
+            command: Command::Up(up),
+        }) = cli
+        else {
             panic!("did not parse: {cli:?}")
         };
         assert_eq!(up.control_plane.etcd_endpoints.len(), 2);

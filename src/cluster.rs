@@ -21,7 +21,8 @@ impl DataDir {
         let root = match dir {
             Some(d) => d.to_path_buf(),
             None => {
-                let home = std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set: pass --data-dir DIR"))?;
+                let home = std::env::var_os("HOME")
+                    .ok_or_else(|| anyhow!("HOME is not set: pass --data-dir DIR"))?;
                 PathBuf::from(home).join(".skiff")
             }
         };
@@ -63,8 +64,12 @@ struct DirLock {
 }
 
 fn lock_data_dir(dir: &DataDir) -> Result<DirLock> {
-    std::fs::create_dir_all(&dir.root)
-        .with_context(|| format!("cannot create the data dir {}: check its permissions", dir.root.display()))?;
+    std::fs::create_dir_all(&dir.root).with_context(|| {
+        format!(
+            "cannot create the data dir {}: check its permissions",
+            dir.root.display()
+        )
+    })?;
     let path = dir.root.join("skiff.lock");
     let file = File::options()
         .create(true)
@@ -81,7 +86,8 @@ fn lock_data_dir(dir: &DataDir) -> Result<DirLock> {
         ),
         Err(std::fs::TryLockError::Error(e)) => return Err(e).context("cannot lock the data dir"),
     }
-    std::fs::write(dir.pid(), std::process::id().to_string()).context("cannot write the pid file")?;
+    std::fs::write(dir.pid(), std::process::id().to_string())
+        .context("cannot write the pid file")?;
     Ok(DirLock { _file: file })
 }
 
@@ -138,7 +144,11 @@ fn write_kubeconfig(dir: &DataDir, server: &str, ca_pem: &str, token: &str) -> R
     write_private(&dir.kubeconfig(), &yaml)
 }
 
-fn server_config(cp: &ControlPlaneArgs, dir: &DataDir, tokens: apiserver::auth::TokenAuthenticator) -> apiserver::Config {
+fn server_config(
+    cp: &ControlPlaneArgs,
+    dir: &DataDir,
+    tokens: apiserver::auth::TokenAuthenticator,
+) -> apiserver::Config {
     let store = match cp.store {
         StoreKind::Embedded => apiserver::StoreConfig::Embedded { path: dir.db() },
         StoreKind::Etcd => apiserver::StoreConfig::Etcd {
@@ -146,7 +156,14 @@ fn server_config(cp: &ControlPlaneArgs, dir: &DataDir, tokens: apiserver::auth::
             prefix: String::new(),
         },
     };
-    let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string(), "kubernetes".to_string(), "kubernetes.default".to_string(), "kubernetes.default.svc".to_string()];
+    let mut sans = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+        "kubernetes".to_string(),
+        "kubernetes.default".to_string(),
+        "kubernetes.default.svc".to_string(),
+    ];
     let bind = cp.bind_address.to_string();
     if !cp.bind_address.is_unspecified() && !sans.contains(&bind) {
         sans.push(bind);
@@ -180,7 +197,11 @@ async fn serve_control_plane(cp: &ControlPlaneArgs, _nodes: Option<u32>) -> Resu
     let _lock = lock_data_dir(&dir)?;
     let (admin, _node) = ensure_tokens(&dir)?;
     let tokens = std::fs::read_to_string(dir.tokens()).context("cannot read the token file")?;
-    let config = server_config(cp, &dir, apiserver::auth::TokenAuthenticator::parse(&tokens));
+    let config = server_config(
+        cp,
+        &dir,
+        apiserver::auth::TokenAuthenticator::parse(&tokens),
+    );
     let store_name = match cp.store {
         StoreKind::Embedded => format!("embedded ({})", dir.db().display()),
         StoreKind::Etcd => format!("etcd ({})", cp.etcd_endpoints.join(",")),
@@ -200,10 +221,14 @@ async fn serve_control_plane(cp: &ControlPlaneArgs, _nodes: Option<u32>) -> Resu
         cp.bind_address.to_string()
     };
     let url = format!("https://{host}:{}", server.local_addr.port());
-    let ca = std::fs::read_to_string(dir.pki().join("ca.crt")).context("cannot read the cluster CA")?;
+    let ca =
+        std::fs::read_to_string(dir.pki().join("ca.crt")).context("cannot read the cluster CA")?;
     write_kubeconfig(&dir, &url, &ca, &admin)?;
     println!("skiff: store {store_name} ready");
-    println!("skiff: API server ready at {url} ({:.2}s)", started.elapsed().as_secs_f64());
+    println!(
+        "skiff: API server ready at {url} ({:.2}s)",
+        started.elapsed().as_secs_f64()
+    );
     println!("skiff: export KUBECONFIG={}", dir.kubeconfig().display());
     wait_for_signal().await?;
     println!("skiff: stopping");
@@ -240,7 +265,10 @@ async fn agent(args: AgentArgs) -> Result<()> {
 async fn down(args: DownArgs) -> Result<()> {
     let dir = DataDir::resolve(args.data_dir.as_deref())?;
     if !dir.root.exists() {
-        bail!("no cluster data dir at {}: pass the --data-dir the cluster was started with", dir.root.display());
+        bail!(
+            "no cluster data dir at {}: pass the --data-dir the cluster was started with",
+            dir.root.display()
+        );
     }
     let pid = std::fs::read_to_string(dir.pid())
         .ok()
@@ -251,11 +279,15 @@ async fn down(args: DownArgs) -> Result<()> {
     };
     let pid = nix::unistd::Pid::from_raw(pid);
     if nix::sys::signal::kill(pid, None).is_err() {
-        println!("skiff: no running cluster in {} (stale pid file removed)", dir.root.display());
+        println!(
+            "skiff: no running cluster in {} (stale pid file removed)",
+            dir.root.display()
+        );
         let _ = std::fs::remove_file(dir.pid());
         return Ok(());
     }
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).context("cannot signal the cluster process")?;
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
+        .context("cannot signal the cluster process")?;
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if nix::sys::signal::kill(pid, None).is_err() {
@@ -267,6 +299,9 @@ async fn down(args: DownArgs) -> Result<()> {
     }
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     let _ = std::fs::remove_file(dir.pid());
-    println!("skiff: cluster in {} did not stop within 20s and was killed", dir.root.display());
+    println!(
+        "skiff: cluster in {} did not stop within 20s and was killed",
+        dir.root.display()
+    );
     Ok(())
 }

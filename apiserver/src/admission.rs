@@ -31,7 +31,12 @@ impl FieldValidation {
 
 /// Checks the body for fields the schema does not know, and duplicates.
 /// Returns warnings to send back (for `Warn`), or a 400 for `Strict`.
-pub fn check_fields(def: &ResourceDef, raw: &[u8], obj: &Value, mode: FieldValidation) -> ApiResult<Vec<String>> {
+pub fn check_fields(
+    def: &ResourceDef,
+    raw: &[u8],
+    obj: &Value,
+    mode: FieldValidation,
+) -> ApiResult<Vec<String>> {
     if mode == FieldValidation::Ignore {
         return Ok(Vec::new());
     }
@@ -52,7 +57,10 @@ pub fn check_fields(def: &ResourceDef, raw: &[u8], obj: &Value, mode: FieldValid
         return Ok(Vec::new());
     }
     match mode {
-        FieldValidation::Strict => Err(ApiError::BadRequest(format!("strict decoding error: {}", problems.join(", ")))),
+        FieldValidation::Strict => Err(ApiError::BadRequest(format!(
+            "strict decoding error: {}",
+            problems.join(", ")
+        ))),
         _ => Ok(problems),
     }
 }
@@ -154,7 +162,10 @@ pub fn pod_qos_class(pod: &Value) -> &'static str {
 pub fn prepare_create(def: &ResourceDef, obj: &mut Value, tolerations: (i64, i64)) {
     let now = objects::now_rfc3339();
     if let Some(m) = meta_mut(obj) {
-        m.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
+        m.insert(
+            "uid".into(),
+            Value::String(uuid::Uuid::new_v4().to_string()),
+        );
         m.insert("creationTimestamp".into(), Value::String(now));
         m.remove("resourceVersion");
         m.remove("deletionTimestamp");
@@ -202,7 +213,10 @@ mod tests {
     #[test]
     fn field_validation_modes_parse_and_reject_unknown_values() {
         assert_eq!(FieldValidation::parse(None), Ok(FieldValidation::Warn));
-        assert_eq!(FieldValidation::parse(Some("Strict")), Ok(FieldValidation::Strict));
+        assert_eq!(
+            FieldValidation::parse(Some("Strict")),
+            Ok(FieldValidation::Strict)
+        );
         assert!(FieldValidation::parse(Some("Loose")).is_err());
     }
 }

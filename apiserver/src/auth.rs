@@ -45,26 +45,39 @@ pub struct TokenAuthenticator {
 impl std::fmt::Debug for TokenAuthenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the tokens themselves.
-        f.debug_struct("TokenAuthenticator").field("tokens", &self.tokens.len()).finish()
+        f.debug_struct("TokenAuthenticator")
+            .field("tokens", &self.tokens.len())
+            .finish()
     }
 }
 
 impl TokenAuthenticator {
     pub fn new(tokens: HashMap<String, UserInfo>) -> Self {
-        Self { tokens: Arc::new(tokens) }
+        Self {
+            tokens: Arc::new(tokens),
+        }
     }
 
     /// Parses `token,user,group1|group2` lines; blank lines and `#` comments are skipped.
     pub fn parse(text: &str) -> Self {
         let mut tokens = HashMap::new();
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             let mut parts = line.splitn(3, ',');
             let (Some(token), Some(user)) = (parts.next(), parts.next()) else {
                 continue;
             };
             let groups = parts
                 .next()
-                .map(|g| g.split('|').filter(|s| !s.is_empty()).map(str::to_string).collect())
+                .map(|g| {
+                    g.split('|')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default();
             tokens.insert(
                 token.trim().to_string(),
@@ -91,7 +104,10 @@ pub struct Auth {
 }
 
 fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/livez" | "/readyz") || path.starts_with("/healthz/") || path.starts_with("/livez/") || path.starts_with("/readyz/")
+    matches!(path, "/healthz" | "/livez" | "/readyz")
+        || path.starts_with("/healthz/")
+        || path.starts_with("/livez/")
+        || path.starts_with("/readyz/")
 }
 
 /// Middleware: 401 without a known token, 403 when the authorizer says no.
@@ -106,7 +122,10 @@ pub async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next
     let Some(user) = auth.authenticator.authenticate(header) else {
         return ApiError::Unauthorized.into_response();
     };
-    if !auth.authorizer.allowed(&user, req.method(), req.uri().path()) {
+    if !auth
+        .authorizer
+        .allowed(&user, req.method(), req.uri().path())
+    {
         return ApiError::Forbidden(format!(
             "User {:?} cannot {} {}",
             user.name,
@@ -123,7 +142,9 @@ pub async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next
 pub fn random_token() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
-    (0..16).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
+    (0..16)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -132,7 +153,9 @@ mod tests {
 
     #[test]
     fn known_bearer_tokens_authenticate_and_others_do_not() {
-        let a = TokenAuthenticator::parse("# comment\nabc,admin,system:masters\n\nnode1tok,system:node:n1,system:nodes\n");
+        let a = TokenAuthenticator::parse(
+            "# comment\nabc,admin,system:masters\n\nnode1tok,system:node:n1,system:nodes\n",
+        );
         let admin = a.authenticate(Some("Bearer abc")).expect("admin");
         assert_eq!(admin.name, "admin");
         assert_eq!(admin.groups, vec!["system:masters".to_string()]);

@@ -56,7 +56,11 @@ pub enum ApiError {
     Conflict { target: Target, message: String },
     /// A server-side apply conflict: 409 with one cause per conflicting field.
     #[error("{message}")]
-    ApplyConflict { target: Target, message: String, causes: Vec<Cause> },
+    ApplyConflict {
+        target: Target,
+        message: String,
+        causes: Vec<Cause>,
+    },
     #[error("{kind} {name:?} is invalid: {}", summarize(.causes))]
     Invalid {
         group: String,
@@ -112,9 +116,9 @@ impl ApiError {
     pub fn code(&self) -> StatusCode {
         match self {
             ApiError::NotFound(_) | ApiError::UnknownResource => StatusCode::NOT_FOUND,
-            ApiError::AlreadyExists(_) | ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => {
-                StatusCode::CONFLICT
-            }
+            ApiError::AlreadyExists(_)
+            | ApiError::Conflict { .. }
+            | ApiError::ApplyConflict { .. } => StatusCode::CONFLICT,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -163,9 +167,9 @@ impl ApiError {
             "code": self.code().as_u16(),
         });
         let details = match self {
-            ApiError::NotFound(t) | ApiError::AlreadyExists(t) | ApiError::Conflict { target: t, .. } => {
-                Some(details(t, &[]))
-            }
+            ApiError::NotFound(t)
+            | ApiError::AlreadyExists(t)
+            | ApiError::Conflict { target: t, .. } => Some(details(t, &[])),
             ApiError::ApplyConflict { target, causes, .. } => Some(details(target, causes)),
             ApiError::Invalid {
                 group,
@@ -291,6 +295,9 @@ mod tests {
         let s = e.status();
         assert_eq!(s["code"], 422);
         assert_eq!(s["details"]["causes"].as_array().map(Vec::len), Some(2));
-        assert!(s["message"].as_str().unwrap_or("").starts_with("Pod \"p\" is invalid: ["));
+        assert!(s["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Pod \"p\" is invalid: ["));
     }
 }

@@ -6,8 +6,8 @@
 //! scheduler, kubelet or controllers crates: they are clients of this API.
 
 pub mod admission;
-pub mod defaults;
 pub mod auth;
+pub mod defaults;
 pub mod discovery;
 pub mod error;
 pub mod handlers;

@@ -57,8 +57,9 @@ impl Metrics {
         let mut registry = Registry::default();
         let requests = Family::<TotalLabels, Counter>::default();
         // Buckets from 0.5 ms to about 32 s, doubling.
-        let durations =
-            Family::<DurationLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 17)));
+        let durations = Family::<DurationLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 17))
+        });
         registry.register(
             "apiserver_request",
             "Counter of apiserver requests broken out for each verb, group, resource and HTTP response code",
@@ -115,7 +116,11 @@ pub async fn record(State(metrics): State<Arc<Metrics>>, req: Request, next: Nex
     let start = Instant::now();
     let resp = next.run(req).await;
     if let Some(labels) = resp.extensions().get::<RequestLabels>() {
-        metrics.observe(labels, resp.status().as_u16(), start.elapsed().as_secs_f64());
+        metrics.observe(
+            labels,
+            resp.status().as_u16(),
+            start.elapsed().as_secs_f64(),
+        );
     }
     resp
 }
@@ -125,7 +130,9 @@ pub async fn serve(State(metrics): State<Arc<Metrics>>) -> Response {
     let mut r = metrics.encode().into_response();
     r.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        axum::http::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
     );
     r
 }
@@ -147,6 +154,9 @@ mod tests {
         m.observe(&l, 200, 0.02);
         let text = m.encode();
         assert!(text.contains("apiserver_request_total{verb=\"LIST\",group=\"\",resource=\"pods\",subresource=\"\",code=\"200\"} 2"), "{text}");
-        assert!(text.contains("apiserver_request_duration_seconds_bucket"), "{text}");
+        assert!(
+            text.contains("apiserver_request_duration_seconds_bucket"),
+            "{text}"
+        );
     }
 }

@@ -48,10 +48,9 @@ pub fn remove_meta(obj: &mut Value, field: &str) {
 pub fn resource_version(obj: &Value) -> ApiResult<Option<i64>> {
     match meta_str(obj, "resourceVersion") {
         None | Some("") => Ok(None),
-        Some(s) => s
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion {s:?}: not a number"))),
+        Some(s) => s.parse::<i64>().map(Some).map_err(|_| {
+            ApiError::BadRequest(format!("invalid resourceVersion {s:?}: not a number"))
+        }),
     }
 }
 
@@ -59,7 +58,12 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
     meta(obj)
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -101,7 +105,9 @@ pub fn spec_part(obj: &Value) -> Value {
     match obj.as_object() {
         Some(o) => Value::Object(
             o.iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
+                .filter(|(k, _)| {
+                    !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")
+                })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         ),
@@ -121,7 +127,8 @@ pub fn decode_body(content_type: Option<&str>, body: &[u8]) -> ApiResult<Value> 
         .unwrap_or("")
         .trim();
     let value: Value = if ct.contains("yaml") {
-        serde_saphyr::from_slice(body).map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?
+        serde_saphyr::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?
     } else if ct.contains("protobuf") {
         return Err(ApiError::UnsupportedMediaType(
             "protobuf bodies are not supported; send application/json".to_string(),
@@ -153,14 +160,27 @@ mod tests {
     #[test]
     fn oversized_and_non_object_bodies_are_rejected() {
         let big = vec![b' '; MAX_BODY_BYTES + 1];
-        assert_eq!(decode_body(None, &big), Err(ApiError::TooLarge(MAX_BODY_BYTES)));
-        assert!(matches!(decode_body(None, b"[1]"), Err(ApiError::BadRequest(_))));
-        assert!(matches!(decode_body(None, b"{nope"), Err(ApiError::BadRequest(_))));
+        assert_eq!(
+            decode_body(None, &big),
+            Err(ApiError::TooLarge(MAX_BODY_BYTES))
+        );
+        assert!(matches!(
+            decode_body(None, b"[1]"),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            decode_body(None, b"{nope"),
+            Err(ApiError::BadRequest(_))
+        ));
     }
 
     #[test]
     fn yaml_bodies_decode_like_json() {
-        let v = decode_body(Some("application/yaml"), b"kind: Pod\nmetadata:\n  name: a\n").expect("yaml");
+        let v = decode_body(
+            Some("application/yaml"),
+            b"kind: Pod\nmetadata:\n  name: a\n",
+        )
+        .expect("yaml");
         assert_eq!(v["metadata"]["name"], "a");
     }
 }

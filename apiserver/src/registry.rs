@@ -109,7 +109,9 @@ impl Registry {
     }
 
     pub fn find_kind(&self, group: &str, kind: &str) -> Option<&ResourceDef> {
-        self.defs.iter().find(|d| d.group == group && d.kind == kind)
+        self.defs
+            .iter()
+            .find(|d| d.group == group && d.kind == kind)
     }
 
     /// The distinct `(group, version)` pairs served, core first, in a stable order.
@@ -169,8 +171,28 @@ const fn def(
 fn builtin() -> Vec<ResourceDef> {
     let all: &'static [&'static str] = &["all"];
     vec![
-        def("", "v1", "Namespace", "namespaces", "namespace", false, &["ns"], STATUS, false),
-        def("", "v1", "Node", "nodes", "node", false, &["no"], STATUS, false),
+        def(
+            "",
+            "v1",
+            "Namespace",
+            "namespaces",
+            "namespace",
+            false,
+            &["ns"],
+            STATUS,
+            false,
+        ),
+        def(
+            "",
+            "v1",
+            "Node",
+            "nodes",
+            "node",
+            false,
+            &["no"],
+            STATUS,
+            false,
+        ),
         ResourceDef {
             categories: all,
             subresources: Subresources {
@@ -183,36 +205,166 @@ fn builtin() -> Vec<ResourceDef> {
         },
         ResourceDef {
             categories: all,
-            ..def("", "v1", "Service", "services", "service", true, &["svc"], STATUS, false)
+            ..def(
+                "",
+                "v1",
+                "Service",
+                "services",
+                "service",
+                true,
+                &["svc"],
+                STATUS,
+                false,
+            )
         },
-        def("", "v1", "Endpoints", "endpoints", "endpoints", true, &["ep"], NONE, false),
-        def("", "v1", "ConfigMap", "configmaps", "configmap", true, &["cm"], NONE, false),
-        def("", "v1", "Secret", "secrets", "secret", true, &[], NONE, false),
-        def("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, &["sa"], NONE, false),
-        def("", "v1", "Event", "events", "event", true, &["ev"], NONE, false),
+        def(
+            "",
+            "v1",
+            "Endpoints",
+            "endpoints",
+            "endpoints",
+            true,
+            &["ep"],
+            NONE,
+            false,
+        ),
+        def(
+            "",
+            "v1",
+            "ConfigMap",
+            "configmaps",
+            "configmap",
+            true,
+            &["cm"],
+            NONE,
+            false,
+        ),
+        def(
+            "",
+            "v1",
+            "Secret",
+            "secrets",
+            "secret",
+            true,
+            &[],
+            NONE,
+            false,
+        ),
+        def(
+            "",
+            "v1",
+            "ServiceAccount",
+            "serviceaccounts",
+            "serviceaccount",
+            true,
+            &["sa"],
+            NONE,
+            false,
+        ),
+        def(
+            "",
+            "v1",
+            "Event",
+            "events",
+            "event",
+            true,
+            &["ev"],
+            NONE,
+            false,
+        ),
         ResourceDef {
             categories: all,
-            ..def("apps", "v1", "Deployment", "deployments", "deployment", true, &["deploy"], STATUS_SCALE, true)
+            ..def(
+                "apps",
+                "v1",
+                "Deployment",
+                "deployments",
+                "deployment",
+                true,
+                &["deploy"],
+                STATUS_SCALE,
+                true,
+            )
         },
         ResourceDef {
             categories: all,
-            ..def("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, &["rs"], STATUS_SCALE, true)
+            ..def(
+                "apps",
+                "v1",
+                "ReplicaSet",
+                "replicasets",
+                "replicaset",
+                true,
+                &["rs"],
+                STATUS_SCALE,
+                true,
+            )
         },
         ResourceDef {
             categories: all,
-            ..def("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, &["ds"], STATUS, true)
+            ..def(
+                "apps",
+                "v1",
+                "DaemonSet",
+                "daemonsets",
+                "daemonset",
+                true,
+                &["ds"],
+                STATUS,
+                true,
+            )
         },
         ResourceDef {
             categories: all,
-            ..def("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", true, &["hpa"], STATUS, false)
+            ..def(
+                "autoscaling",
+                "v2",
+                "HorizontalPodAutoscaler",
+                "horizontalpodautoscalers",
+                "horizontalpodautoscaler",
+                true,
+                &["hpa"],
+                STATUS,
+                false,
+            )
         },
         ResourceDef {
             categories: all,
             ..def("batch", "v1", "Job", "jobs", "job", true, &[], STATUS, true)
         },
-        def("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, &[], NONE, false),
-        def("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, &[], NONE, false),
-        def("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", false, &["pc"], NONE, false),
+        def(
+            "coordination.k8s.io",
+            "v1",
+            "Lease",
+            "leases",
+            "lease",
+            true,
+            &[],
+            NONE,
+            false,
+        ),
+        def(
+            "discovery.k8s.io",
+            "v1",
+            "EndpointSlice",
+            "endpointslices",
+            "endpointslice",
+            true,
+            &[],
+            NONE,
+            false,
+        ),
+        def(
+            "scheduling.k8s.io",
+            "v1",
+            "PriorityClass",
+            "priorityclasses",
+            "priorityclass",
+            false,
+            &["pc"],
+            NONE,
+            false,
+        ),
     ]
 }
 
@@ -232,7 +384,10 @@ mod tests {
     fn storage_keys_separate_namespaces_and_kinds() {
         let r = Registry::builtin();
         let pods = r.find("", "v1", "pods").expect("pods");
-        assert_eq!(pods.storage_key(Some("default"), "a"), "/registry/core/pods/default/a");
+        assert_eq!(
+            pods.storage_key(Some("default"), "a"),
+            "/registry/core/pods/default/a"
+        );
         let nodes = r.find("", "v1", "nodes").expect("nodes");
         assert_eq!(nodes.storage_key(None, "n1"), "/registry/core/nodes/n1");
         let deploys = r.find("apps", "v1", "deployments").expect("deployments");

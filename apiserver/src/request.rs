@@ -32,7 +32,11 @@ pub enum ApiPath {
 /// `is_cluster_resource` tells whether `namespaces/{x}/{y}` is a
 /// subresource of a namespace (`y` not a namespaced plural) or a namespaced
 /// collection.
-pub fn parse_path(legacy: bool, rest: &str, is_namespaced_plural: impl Fn(&str, &str, &str) -> bool) -> Option<ApiPath> {
+pub fn parse_path(
+    legacy: bool,
+    rest: &str,
+    is_namespaced_plural: impl Fn(&str, &str, &str) -> bool,
+) -> Option<ApiPath> {
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let (group, version, tail): (String, String, &[&str]) = if legacy {
         match segs.as_slice() {
@@ -169,7 +173,10 @@ mod tests {
     #[test]
     fn group_paths_are_recognised() {
         assert_eq!(parse_path(false, "", namespaced), Some(ApiPath::Root));
-        assert_eq!(parse_path(false, "apps", namespaced), Some(ApiPath::Group("apps".into())));
+        assert_eq!(
+            parse_path(false, "apps", namespaced),
+            Some(ApiPath::Group("apps".into()))
+        );
         assert_eq!(
             parse_path(false, "apps/v1", namespaced),
             Some(ApiPath::GroupVersion {

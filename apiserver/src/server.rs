@@ -33,7 +33,10 @@ pub enum StoreConfig {
     /// redb in a file (the default).
     Embedded { path: PathBuf },
     /// An external etcd.
-    Etcd { endpoints: Vec<String>, prefix: String },
+    Etcd {
+        endpoints: Vec<String>,
+        prefix: String,
+    },
 }
 
 /// Everything the API server needs to start.
@@ -59,7 +62,10 @@ pub enum ServerError {
     #[error("address {addr} is already in use: stop the other process or choose another --port")]
     AddrInUse { addr: SocketAddr },
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
     #[error("TLS setup failed: {0}")]
@@ -86,7 +92,9 @@ impl RunningServer {
 
 async fn open_store(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match config {
-        StoreConfig::Embedded { path } => Arc::new(EmbeddedStore::open(EmbeddedConfig::new(path)).await?),
+        StoreConfig::Embedded { path } => {
+            Arc::new(EmbeddedStore::open(EmbeddedConfig::new(path)).await?)
+        }
         StoreConfig::Etcd { endpoints, prefix } => Arc::new(
             EtcdStore::connect(EtcdConfig {
                 endpoints: endpoints.clone(),
@@ -143,9 +151,17 @@ pub async fn app(config: &Config, store: Arc<dyn Store>) -> Result<(Router, Rout
     let full = inner
         .merge(health)
         .fallback(|| async { crate::error::ApiError::UnknownResource.into_response() })
-        .layer(axum::middleware::from_fn_with_state(metrics, metrics::record))
-        .layer(axum::middleware::from_fn_with_state(auth, crate::auth::authenticate))
-        .layer(axum::extract::DefaultBodyLimit::max(crate::objects::MAX_BODY_BYTES + 1))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::record,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::auth::authenticate,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::objects::MAX_BODY_BYTES + 1,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http());
     Ok((full, api))
 }
@@ -153,7 +169,8 @@ pub async fn app(config: &Config, store: Arc<dyn Store>) -> Result<(Router, Rout
 /// Creates the namespaces every cluster has, through the API itself.
 async fn bootstrap(api: &Router) -> Result<(), ServerError> {
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        let body =
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
         let req = Request::post("/api/v1/namespaces")
             .header("content-type", "application/json")
             .header("user-agent", "skiff-apiserver")
@@ -166,7 +183,9 @@ async fn bootstrap(api: &Router) -> Result<(), ServerError> {
             .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
         let code = resp.status();
         if !(code.is_success() || code == StatusCode::CONFLICT) {
-            return Err(ServerError::Bootstrap(format!("creating namespace {ns} answered {code}")));
+            return Err(ServerError::Bootstrap(format!(
+                "creating namespace {ns} answered {code}"
+            )));
         }
     }
     Ok(())
@@ -219,7 +238,9 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
             let app = app.clone();
             let mut stop_conn = stop.clone();
             tokio::spawn(async move {
-                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                    .await
+                {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");

@@ -4,13 +4,18 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
 
 /// Errors creating or loading certificates.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read or write {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot generate a certificate: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("invalid certificate or key in {path}: {reason}")]
@@ -74,9 +79,15 @@ pub fn ensure(pki: &Pki, sans: &[String]) -> Result<(), TlsError> {
     if !pki.ca_cert.exists() || !pki.ca_key.exists() {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, "skiff-ca");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "skiff-ca");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         params.not_after = rcgen::date_time_ymd(2036, 1, 1);
         let cert = params.self_signed(&key)?;
         write_private(&pki.ca_key, &key.serialize_pem())?;
@@ -95,12 +106,16 @@ pub fn ensure(pki: &Pki, sans: &[String]) -> Result<(), TlsError> {
     let issuer = Issuer::from_ca_cert_pem(&read(&pki.ca_cert)?, ca_key)?;
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name.push(DnType::CommonName, "skiff-apiserver");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "skiff-apiserver");
     for san in sans {
-        params.subject_alt_names.push(match san.parse::<std::net::IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(san.clone().try_into()?),
-        });
+        params
+            .subject_alt_names
+            .push(match san.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(san.clone().try_into()?),
+            });
     }
     params.not_after = rcgen::date_time_ymd(2036, 1, 1);
     let cert = params.signed_by(&key, &issuer)?;
@@ -152,7 +167,10 @@ mod tests {
         let server = std::fs::read_to_string(&pki.server_cert).expect("server");
         ensure(&pki, &sans).expect("second");
         assert_eq!(pki.ca_pem().expect("ca"), ca);
-        assert_eq!(std::fs::read_to_string(&pki.server_cert).expect("server"), server);
+        assert_eq!(
+            std::fs::read_to_string(&pki.server_cert).expect("server"),
+            server
+        );
         assert!(server_config(&pki).is_ok());
     }
 }

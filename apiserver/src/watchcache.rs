@@ -51,7 +51,8 @@ pub struct CachedEvent {
 
 /// Decodes stored bytes into an object carrying its resourceVersion.
 pub fn decode_object(value: &[u8], revision: Revision) -> Result<Value, StoreError> {
-    let mut obj: Value = serde_json::from_slice(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut obj: Value =
+        serde_json::from_slice(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     set_resource_version(&mut obj, revision);
     Ok(obj)
 }
@@ -63,7 +64,10 @@ pub fn set_resource_version(obj: &mut Value, revision: Revision) {
             .entry("metadata")
             .or_insert_with(|| Value::Object(Default::default()));
         if let Some(m) = meta.as_object_mut() {
-            m.insert("resourceVersion".to_string(), Value::String(revision.to_string()));
+            m.insert(
+                "resourceVersion".to_string(),
+                Value::String(revision.to_string()),
+            );
         }
     }
 }
@@ -125,7 +129,11 @@ fn lock(w: &Mutex<Window>) -> std::sync::MutexGuard<'_, Window> {
 
 impl WatchCache {
     /// Starts feeding the cache from `prefix` of the store.
-    pub async fn start(store: Arc<dyn Store>, prefix: &str, capacity: usize) -> Result<Self, StoreError> {
+    pub async fn start(
+        store: Arc<dyn Store>,
+        prefix: &str,
+        capacity: usize,
+    ) -> Result<Self, StoreError> {
         let start = store.current_revision().await?;
         let (sender, _) = broadcast::channel(capacity.max(1024));
         let cache = Self {
@@ -168,7 +176,10 @@ impl WatchCache {
                 }
                 Err(StoreError::Compacted { oldest, .. }) => {
                     // History we had not seen is gone: watchers from before it must relist.
-                    tracing::warn!(oldest, "watch cache fell behind compaction; resetting window");
+                    tracing::warn!(
+                        oldest,
+                        "watch cache fell behind compaction; resetting window"
+                    );
                     let mut w = lock(&self.window);
                     w.events.clear();
                     w.oldest = oldest;
@@ -178,7 +189,9 @@ impl WatchCache {
                     w.sender = sender;
                     continue;
                 }
-                Err(e) => tracing::warn!(error = %e, "watch cache cannot watch the store; retrying"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "watch cache cannot watch the store; retrying")
+                }
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -201,7 +214,11 @@ impl WatchCache {
     }
 
     /// Subscribes to changes after `after` under `prefix`.
-    pub async fn subscribe(&self, prefix: &str, after: Revision) -> Result<Subscription, StoreError> {
+    pub async fn subscribe(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<Subscription, StoreError> {
         {
             let w = lock(&self.window);
             if after >= w.oldest {

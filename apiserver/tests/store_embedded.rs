@@ -22,23 +22,40 @@ async fn data_and_revisions_survive_reopening_the_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("db");
     let (rev, created) = {
-        let store = EmbeddedStore::open(EmbeddedConfig::new(&path)).await.expect("open");
-        let created = store.create("/k/a", Bytes::from_static(b"1")).await.expect("create");
-        store.create("/k/b", Bytes::from_static(b"2")).await.expect("create");
+        let store = EmbeddedStore::open(EmbeddedConfig::new(&path))
+            .await
+            .expect("open");
+        let created = store
+            .create("/k/a", Bytes::from_static(b"1"))
+            .await
+            .expect("create");
+        store
+            .create("/k/b", Bytes::from_static(b"2"))
+            .await
+            .expect("create");
         (store.current_revision().await.expect("rev"), created)
     };
     // Reopening needs the previous handle's file lock to be released.
     let store = loop {
         match EmbeddedStore::open(EmbeddedConfig::new(&path)).await {
             Ok(s) => break s,
-            Err(StoreError::Unavailable(_)) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            Err(StoreError::Unavailable(_)) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
             Err(e) => panic!("reopen failed: {e}"),
         }
     };
     assert_eq!(store.current_revision().await.expect("rev"), rev);
     assert_eq!(store.get("/k/a").await.expect("get"), Some(created));
-    let next = store.create("/k/c", Bytes::from_static(b"3")).await.expect("create");
-    assert_eq!(next.mod_revision, rev + 1, "revisions continue after a restart");
+    let next = store
+        .create("/k/c", Bytes::from_static(b"3"))
+        .await
+        .expect("create");
+    assert_eq!(
+        next.mod_revision,
+        rev + 1,
+        "revisions continue after a restart"
+    );
     // History from before the restart can still be replayed.
     let mut w = store.watch("/k/", 0).await.expect("watch");
     use futures::StreamExt;
@@ -59,8 +76,14 @@ async fn history_beyond_the_window_is_compacted_automatically() {
             .expect("create");
     }
     match store.watch("/h/", 1).await {
-        Err(StoreError::Compacted { requested: 1, oldest }) => assert!(oldest > 100, "oldest {oldest}"),
+        Err(StoreError::Compacted {
+            requested: 1,
+            oldest,
+        }) => assert!(oldest > 100, "oldest {oldest}"),
         other => panic!("expected Compacted, got {:?}", other.map(|_| "a stream")),
     }
-    assert!(store.watch("/h/", 190).await.is_ok(), "recent history stays available");
+    assert!(
+        store.watch("/h/", 190).await.is_ok(),
+        "recent history stays available"
+    );
 }

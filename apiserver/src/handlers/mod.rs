@@ -54,7 +54,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/{*rest}", any(legacy))
         .route("/apis", get(named_root))
         .route("/apis/{*rest}", any(named))
-        .route("/version", get(|| async { axum::Json(discovery::version_info()) }))
+        .route(
+            "/version",
+            get(|| async { axum::Json(discovery::version_info()) }),
+        )
         .route("/openapi/v3", get(openapi_index))
         .route("/openapi/v3/{*rest}", get(openapi_doc))
         .with_state(state)
@@ -215,7 +218,12 @@ impl Ctx {
     /// The field manager of a write: `?fieldManager=`, else the user agent's
     /// program name, as Kubernetes derives it.
     pub fn field_manager(&self) -> String {
-        if let Some(m) = self.query.field_manager.as_deref().filter(|m| !m.is_empty()) {
+        if let Some(m) = self
+            .query
+            .field_manager
+            .as_deref()
+            .filter(|m| !m.is_empty())
+        {
             return m.to_string();
         }
         self.headers
@@ -272,7 +280,11 @@ async fn dispatch(
         Some(ApiPath::Resource(info)) => info,
         None => return ApiError::UnknownResource.into_response(),
     };
-    let Some(def) = state.registry.find(&info.group, &info.version, &info.resource).cloned() else {
+    let Some(def) = state
+        .registry
+        .find(&info.group, &info.version, &info.resource)
+        .cloned()
+    else {
         return ApiError::UnknownResource.into_response();
     };
     let labels = RequestLabels {
@@ -309,10 +321,18 @@ async fn route(ctx: &Ctx, method: &Method, body: &Bytes) -> ApiResult<Response> 
         (&Method::GET, None, None) => read::list(ctx).await.map(IntoResponse::into_response),
         (&Method::GET, Some(n), None) if ctx.query.is_watch() => watch::watch(ctx, Some(n)).await,
         (&Method::GET, Some(n), None) => read::get(ctx, n).await.map(IntoResponse::into_response),
-        (&Method::POST, None, None) => write::create(ctx, body).await.map(IntoResponse::into_response),
-        (&Method::PUT, Some(n), None) => write::update(ctx, n, body, None).await.map(IntoResponse::into_response),
-        (&Method::PATCH, Some(n), None) => write::patch(ctx, n, body, None).await.map(IntoResponse::into_response),
-        (&Method::DELETE, Some(n), None) => write::delete(ctx, n, body).await.map(IntoResponse::into_response),
+        (&Method::POST, None, None) => write::create(ctx, body)
+            .await
+            .map(IntoResponse::into_response),
+        (&Method::PUT, Some(n), None) => write::update(ctx, n, body, None)
+            .await
+            .map(IntoResponse::into_response),
+        (&Method::PATCH, Some(n), None) => write::patch(ctx, n, body, None)
+            .await
+            .map(IntoResponse::into_response),
+        (&Method::DELETE, Some(n), None) => write::delete(ctx, n, body)
+            .await
+            .map(IntoResponse::into_response),
         (&Method::DELETE, None, None) => write::delete_collection(ctx, body)
             .await
             .map(IntoResponse::into_response),

@@ -10,7 +10,10 @@ use crate::table;
 use crate::watchcache::decode_object;
 
 /// Reads one object as stored, with its resourceVersion.
-pub(crate) async fn read_object(ctx: &Ctx, name: &str) -> ApiResult<(crate::store::KeyValue, Value)> {
+pub(crate) async fn read_object(
+    ctx: &Ctx,
+    name: &str,
+) -> ApiResult<(crate::store::KeyValue, Value)> {
     let target = ctx.target(name);
     let kv = ctx
         .state
@@ -19,7 +22,8 @@ pub(crate) async fn read_object(ctx: &Ctx, name: &str) -> ApiResult<(crate::stor
         .await
         .map_err(|e| ApiError::from_store(e, &target))?
         .ok_or_else(|| ApiError::NotFound(target.clone()))?;
-    let obj = decode_object(&kv.value, kv.mod_revision).map_err(|e| ApiError::from_store(e, &target))?;
+    let obj =
+        decode_object(&kv.value, kv.mod_revision).map_err(|e| ApiError::from_store(e, &target))?;
     Ok((kv, obj))
 }
 
@@ -63,11 +67,23 @@ pub(crate) struct Selectors {
 
 impl Selectors {
     pub fn from_ctx(ctx: &Ctx) -> ApiResult<Self> {
-        let label = match ctx.query.label_selector.as_deref().filter(|s| !s.trim().is_empty()) {
-            Some(s) => Some(LabelSelector::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()))?),
+        let label = match ctx
+            .query
+            .label_selector
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
+            Some(s) => {
+                Some(LabelSelector::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()))?)
+            }
             None => None,
         };
-        let field = match ctx.query.field_selector.as_deref().filter(|s| !s.trim().is_empty()) {
+        let field = match ctx
+            .query
+            .field_selector
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
             Some(s) => {
                 let f = FieldSelector::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()))?;
                 f.validate_for(ctx.def.group, ctx.def.kind)
@@ -126,14 +142,24 @@ fn decode_continue(token: &str) -> ApiResult<ContinueToken> {
 /// Lists objects of the collection that match the selectors, honouring
 /// `limit` and `continue`. Returns the items, the list revision and the
 /// continue token for the next page.
-pub(crate) async fn list_objects(ctx: &Ctx, selectors: &Selectors) -> ApiResult<(Vec<Value>, i64, Option<String>)> {
+pub(crate) async fn list_objects(
+    ctx: &Ctx,
+    selectors: &Selectors,
+) -> ApiResult<(Vec<Value>, i64, Option<String>)> {
     let prefix = ctx.collection_prefix();
     let limit = ctx.query.limit.filter(|l| *l > 0).map(|l| l as usize);
-    let mut start_after = match ctx.query.continue_token.as_deref().filter(|t| !t.is_empty()) {
+    let mut start_after = match ctx
+        .query
+        .continue_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+    {
         Some(t) => {
             let tok = decode_continue(t)?;
             if !tok.start.starts_with(&prefix) {
-                return Err(ApiError::BadRequest("the continue token does not belong to this list".into()));
+                return Err(ApiError::BadRequest(
+                    "the continue token does not belong to this list".into(),
+                ));
             }
             Some(tok.start)
         }
@@ -156,7 +182,8 @@ pub(crate) async fn list_objects(ctx: &Ctx, selectors: &Selectors) -> ApiResult<
         let mut last_key = None;
         for kv in &res.items {
             last_key = Some(kv.key.clone());
-            let obj = decode_object(&kv.value, kv.mod_revision).map_err(|e| ApiError::from_store(e, &target))?;
+            let obj = decode_object(&kv.value, kv.mod_revision)
+                .map_err(|e| ApiError::from_store(e, &target))?;
             if selectors.matches(&obj) {
                 items.push(obj);
                 if limit.is_some_and(|l| items.len() == l) {

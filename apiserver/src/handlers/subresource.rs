@@ -14,10 +14,18 @@ use crate::objects::{self, decode_body};
 use crate::patch::PatchType;
 use crate::selector::LabelSelector;
 
-pub(crate) async fn handle(ctx: &Ctx, method: &Method, name: &str, sub: &str, body: &Bytes) -> ApiResult<Response> {
+pub(crate) async fn handle(
+    ctx: &Ctx,
+    method: &Method,
+    name: &str,
+    sub: &str,
+    body: &Bytes,
+) -> ApiResult<Response> {
     let s = ctx.def.subresources;
     match (sub, method) {
-        ("status", &Method::GET) if s.status => super::read::get(ctx, name).await.map(IntoResponse::into_response),
+        ("status", &Method::GET) if s.status => super::read::get(ctx, name)
+            .await
+            .map(IntoResponse::into_response),
         ("status", &Method::PUT) if s.status => write::update(ctx, name, body, Some(Part::Status))
             .await
             .map(IntoResponse::into_response),
@@ -29,12 +37,20 @@ pub(crate) async fn handle(ctx: &Ctx, method: &Method, name: &str, sub: &str, bo
             Ok(ok(scale_of(&obj)?).into_response())
         }
         ("scale", &Method::PUT) | ("scale", &Method::PATCH) if s.scale => {
-            scale_write(ctx, method, name, body).await.map(IntoResponse::into_response)
+            scale_write(ctx, method, name, body)
+                .await
+                .map(IntoResponse::into_response)
         }
-        ("binding", &Method::POST) if s.binding => bind(ctx, name, body).await.map(IntoResponse::into_response),
-        ("eviction", &Method::POST) if s.eviction => evict(ctx, name, body).await.map(IntoResponse::into_response),
+        ("binding", &Method::POST) if s.binding => {
+            bind(ctx, name, body).await.map(IntoResponse::into_response)
+        }
+        ("eviction", &Method::POST) if s.eviction => evict(ctx, name, body)
+            .await
+            .map(IntoResponse::into_response),
         ("finalize", &Method::PUT) if ctx.def.kind == "Namespace" => {
-            finalize_namespace(ctx, name, body).await.map(IntoResponse::into_response)
+            finalize_namespace(ctx, name, body)
+                .await
+                .map(IntoResponse::into_response)
         }
         _ => Err(ApiError::UnknownResource),
     }
@@ -67,18 +83,26 @@ fn scale_of(obj: &Value) -> ApiResult<Value> {
     }))
 }
 
-async fn scale_write(ctx: &Ctx, method: &Method, name: &str, body: &Bytes) -> ApiResult<JsonResponse> {
+async fn scale_write(
+    ctx: &Ctx,
+    method: &Method,
+    name: &str,
+    body: &Bytes,
+) -> ApiResult<JsonResponse> {
     let is_patch = method == Method::PATCH;
     let pt = if is_patch {
         let ct = ctx.content_type().unwrap_or("");
-        Some(
-            PatchType::from_content_type(ct)
-                .ok_or_else(|| ApiError::UnsupportedMediaType(format!("unsupported patch type {ct:?}")))?,
-        )
+        Some(PatchType::from_content_type(ct).ok_or_else(|| {
+            ApiError::UnsupportedMediaType(format!("unsupported patch type {ct:?}"))
+        })?)
     } else {
         None
     };
-    let put_body = if is_patch { None } else { Some(decode_body(ctx.content_type(), body)?) };
+    let put_body = if is_patch {
+        None
+    } else {
+        Some(decode_body(ctx.content_type(), body)?)
+    };
     let stored = guaranteed_update(ctx, name, |current| {
         let scale = scale_of(current)?;
         let new_scale = match (&pt, &put_body) {
@@ -120,7 +144,9 @@ async fn bind(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<JsonResponse> {
     let node = binding["target"]["name"]
         .as_str()
         .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::invalid_field("", "Binding", name, "target.name", "Required value"))?
+        .ok_or_else(|| {
+            ApiError::invalid_field("", "Binding", name, "target.name", "Required value")
+        })?
         .to_string();
     if let Some(n) = objects::name(&binding) {
         if n != name {
@@ -136,7 +162,10 @@ async fn bind(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<JsonResponse> {
                 message: "pod is being deleted, cannot be assigned to a host".into(),
             });
         }
-        if let Some(existing) = current["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+        if let Some(existing) = current["spec"]["nodeName"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+        {
             return Err(ApiError::Conflict {
                 target: ctx.target(name),
                 message: format!("pod {name} is already assigned to node {existing:?}"),
@@ -155,7 +184,13 @@ async fn bind(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<JsonResponse> {
 }
 
 /// Sets a pod condition, keeping `lastTransitionTime` when the status is unchanged.
-pub(crate) fn set_condition(obj: &mut Value, kind: &str, status: &str, reason: Option<&str>, message: Option<&str>) {
+pub(crate) fn set_condition(
+    obj: &mut Value,
+    kind: &str,
+    status: &str,
+    reason: Option<&str>,
+    message: Option<&str>,
+) {
     let now = objects::now_rfc3339();
     if !obj["status"].is_object() {
         obj["status"] = json!({});
@@ -166,7 +201,8 @@ pub(crate) fn set_condition(obj: &mut Value, kind: &str, status: &str, reason: O
     let Some(conds) = obj["status"]["conditions"].as_array_mut() else {
         return;
     };
-    let mut cond = json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": now});
+    let mut cond =
+        json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": now});
     if let Some(r) = reason {
         cond["reason"] = json!(r);
     }

@@ -15,7 +15,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, BoxStream, StreamExt};
 use serde_json::{json, Value};
-use tokio::sync::broadcast;
 
 use super::read::{include_object, list_objects, Selectors};
 use super::{render_of, Ctx, Render};
@@ -90,8 +89,15 @@ impl Renderer {
         match self.render {
             Render::Json => obj.clone(),
             Render::Table => {
-                let mut t = table::to_table(self.group, self.kind, &[obj], self.include, chrono::Utc::now());
-                t["metadata"] = json!({"resourceVersion": obj["metadata"]["resourceVersion"].clone()});
+                let mut t = table::to_table(
+                    self.group,
+                    self.kind,
+                    &[obj],
+                    self.include,
+                    chrono::Utc::now(),
+                );
+                t["metadata"] =
+                    json!({"resourceVersion": obj["metadata"]["resourceVersion"].clone()});
                 t
             }
         }
@@ -112,11 +118,17 @@ pub(crate) async fn watch(ctx: &Ctx, name: Option<&str>) -> ApiResult<Response> 
     let mut selectors = Selectors::from_ctx(ctx)?;
     if let Some(n) = name {
         // A watch on one object is a watch on the collection by name.
-        let text = match ctx.query.field_selector.as_deref().filter(|s| !s.trim().is_empty()) {
+        let text = match ctx
+            .query
+            .field_selector
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+        {
             Some(s) => format!("{s},metadata.name={n}"),
             None => format!("metadata.name={n}"),
         };
-        selectors.field = Some(FieldSelector::parse(&text).map_err(|e| ApiError::BadRequest(e.to_string()))?);
+        selectors.field =
+            Some(FieldSelector::parse(&text).map_err(|e| ApiError::BadRequest(e.to_string()))?);
     }
     let requested = parse_rv(ctx.query.resource_version.as_deref())?;
     let send_initial = ctx.query.send_initial_events.unwrap_or(requested.is_none());
@@ -154,9 +166,9 @@ pub(crate) async fn watch(ctx: &Ctx, name: Option<&str>) -> ApiResult<Response> 
         .collect();
 
     let events: BoxStream<'static, Item> = match subscription {
-        Err(StoreError::Compacted { requested, oldest }) => stream::iter(vec![Item::Error(ApiError::Gone(format!(
-            "too old resource version: {requested} ({oldest})"
-        )))])
+        Err(StoreError::Compacted { requested, oldest }) => stream::iter(vec![Item::Error(
+            ApiError::Gone(format!("too old resource version: {requested} ({oldest})")),
+        )])
         .boxed(),
         Err(e) => return Err(ApiError::from_store(e, &ctx.target(""))),
         Ok(sub) => live_events(sub, filter, bookmarks),
@@ -180,28 +192,25 @@ fn live_events(sub: Subscription, filter: Filter, bookmarks: bool) -> BoxStream<
     let filter = Arc::new(filter);
     let source: BoxStream<'static, Result<Arc<CachedEvent>, ApiError>> = match sub {
         Subscription::Cached { backlog, live } => {
+            // A watcher too slow for the live window is closed (Lagged); the
+            // client resumes from its last revision.
             let live = stream::unfold(live, |mut rx| async move {
-                loop {
-                    match rx.recv().await {
-                        Ok(ev) => return Some((Ok(ev), rx)),
-                        // A watcher too slow for the live window is closed; the
-                        // client resumes from its last revision.
-                        Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => {
-                            return None
-                        }
-                    }
-                }
+                rx.recv().await.ok().map(|ev| (Ok(ev), rx))
             });
-            stream::iter(backlog.into_iter().map(Ok)).chain(live).boxed()
+            stream::iter(backlog.into_iter().map(Ok))
+                .chain(live)
+                .boxed()
         }
         Subscription::Store(ws) => ws
-            .map(|item| match item.and_then(|ev| CachedEvent::from_store(&ev)) {
-                Ok(ev) => Ok(Arc::new(ev)),
-                Err(StoreError::Compacted { requested, oldest }) => Err(ApiError::Gone(format!(
-                    "too old resource version: {requested} ({oldest})"
-                ))),
-                Err(e) => Err(ApiError::Internal(e.to_string())),
-            })
+            .map(
+                |item| match item.and_then(|ev| CachedEvent::from_store(&ev)) {
+                    Ok(ev) => Ok(Arc::new(ev)),
+                    Err(StoreError::Compacted { requested, oldest }) => Err(ApiError::Gone(
+                        format!("too old resource version: {requested} ({oldest})"),
+                    )),
+                    Err(e) => Err(ApiError::Internal(e.to_string())),
+                },
+            )
             .boxed(),
     };
     let last_rv = Arc::new(std::sync::atomic::AtomicI64::new(filter.after));

@@ -45,14 +45,13 @@ fn check_namespace_of(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
         objects::remove_meta(obj, "namespace");
         return Ok(());
     }
-    let url_ns = ctx
-        .info
-        .namespace
-        .clone()
-        .ok_or_else(|| ApiError::BadRequest("a namespaced object must be created in a namespace".into()))?;
+    let url_ns = ctx.info.namespace.clone().ok_or_else(|| {
+        ApiError::BadRequest("a namespaced object must be created in a namespace".into())
+    })?;
     match objects::namespace(obj) {
         Some(ns) if ns != url_ns => Err(ApiError::BadRequest(
-            "the namespace of the provided object does not match the namespace sent on the request".into(),
+            "the namespace of the provided object does not match the namespace sent on the request"
+                .into(),
         )),
         _ => {
             objects::set_meta(obj, "namespace", Value::String(url_ns));
@@ -132,7 +131,13 @@ pub(crate) async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Written> {
     admission::prepare_create(&ctx.def, &mut obj, tolerations);
     admission::validate(&ctx.def, &obj, None)?;
     let now = objects::now_rfc3339();
-    patch::record_update(None, &mut obj, &ctx.field_manager(), &ctx.def.api_version(), &now);
+    patch::record_update(
+        None,
+        &mut obj,
+        &ctx.field_manager(),
+        &ctx.def.api_version(),
+        &now,
+    );
     let name = objects::name(&obj).unwrap_or_default().to_string();
     if ctx.query.is_dry_run() {
         return Ok(Written {
@@ -170,7 +175,12 @@ pub(crate) enum Part {
 
 /// Merges what a write may change into the current object and stamps the
 /// system fields. Returns the object to store.
-pub(crate) fn merge_update(ctx: &Ctx, current: &Value, mut new: Value, part: Part) -> ApiResult<Value> {
+pub(crate) fn merge_update(
+    ctx: &Ctx,
+    current: &Value,
+    mut new: Value,
+    part: Part,
+) -> ApiResult<Value> {
     check_namespace_of(ctx, &mut new)?;
     let target_name = objects::name(current).unwrap_or_default().to_string();
     if objects::name(&new).is_some_and(|n| n != target_name) {
@@ -228,7 +238,10 @@ pub(crate) fn merge_update(ctx: &Ctx, current: &Value, mut new: Value, part: Par
         // Finalizers can be removed but not added once deletion started.
         m.remove("selfLink");
     }
-    if ctx.def.has_generation && part == Part::Main && objects::spec_part(current) != objects::spec_part(&out) {
+    if ctx.def.has_generation
+        && part == Part::Main
+        && objects::spec_part(current) != objects::spec_part(&out)
+    {
         let g = current["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
         objects::set_meta(&mut out, "generation", json!(g));
     }
@@ -247,7 +260,12 @@ pub(crate) fn merge_update(ctx: &Ctx, current: &Value, mut new: Value, part: Par
 
 /// Stores an updated object conditionally on `current`'s revision, then
 /// finishes a deletion whose finalizers are all gone.
-pub(crate) async fn store_update(ctx: &Ctx, current: &KeyValue, current_obj: &Value, mut new: Value) -> ApiResult<Value> {
+pub(crate) async fn store_update(
+    ctx: &Ctx,
+    current: &KeyValue,
+    current_obj: &Value,
+    mut new: Value,
+) -> ApiResult<Value> {
     let name = objects::name(&new).unwrap_or_default().to_string();
     let target = ctx.target(&name);
     let mut cur_cmp = current_obj.clone();
@@ -261,13 +279,22 @@ pub(crate) async fn store_update(ctx: &Ctx, current: &KeyValue, current_obj: &Va
         return Ok(current_obj.clone());
     }
     let now = objects::now_rfc3339();
-    patch::record_update(Some(current_obj), &mut new, &ctx.field_manager(), &ctx.def.api_version(), &now);
+    patch::record_update(
+        Some(current_obj),
+        &mut new,
+        &ctx.field_manager(),
+        &ctx.def.api_version(),
+        &now,
+    );
     if ctx.query.is_dry_run() {
         return Ok(new);
     }
     let finished = objects::is_deleting(&new)
         && objects::finalizers(&new).is_empty()
-        && new["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) == 0
+        && new["metadata"]["deletionGracePeriodSeconds"]
+            .as_i64()
+            .unwrap_or(0)
+            == 0
         && !(ctx.def.kind == "Namespace" && namespace_finalizers_pending(&new));
     if finished {
         let kv = ctx
@@ -288,10 +315,17 @@ pub(crate) async fn store_update(ctx: &Ctx, current: &KeyValue, current_obj: &Va
 }
 
 fn namespace_finalizers_pending(ns: &Value) -> bool {
-    ns["spec"]["finalizers"].as_array().is_some_and(|a| !a.is_empty())
+    ns["spec"]["finalizers"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
 }
 
-pub(crate) async fn update(ctx: &Ctx, name: &str, body: &Bytes, part: Option<Part>) -> ApiResult<Written> {
+pub(crate) async fn update(
+    ctx: &Ctx,
+    name: &str,
+    body: &Bytes,
+    part: Option<Part>,
+) -> ApiResult<Written> {
     let mut new = decode_body(ctx.content_type(), body)?;
     let mode = FieldValidation::parse(ctx.query.field_validation.as_deref())?;
     let warnings = admission::check_fields(&ctx.def, body, &new, mode)?;
@@ -346,7 +380,14 @@ fn patch_type(ctx: &Ctx) -> ApiResult<PatchType> {
 }
 
 /// Applies a patch body to `current` (an object, or a Scale view).
-pub(crate) fn patched(ctx: &Ctx, pt: PatchType, current: &Value, body: &[u8], group: &str, kind: &str) -> ApiResult<Value> {
+pub(crate) fn patched(
+    ctx: &Ctx,
+    pt: PatchType,
+    current: &Value,
+    body: &[u8],
+    group: &str,
+    kind: &str,
+) -> ApiResult<Value> {
     let patch_kind = PatchKind::builtin(group, kind);
     let name = ctx.info.name.clone().unwrap_or_default();
     match pt {
@@ -354,10 +395,18 @@ pub(crate) fn patched(ctx: &Ctx, pt: PatchType, current: &Value, body: &[u8], gr
             let applied = decode_body(Some("application/yaml"), body)?;
             let force = ctx.query.force.unwrap_or(false);
             let manager = ctx.query.field_manager.clone().unwrap_or_default();
-            patch::server_side_apply(Some(current), &applied, &manager, force, &patch_kind, &objects::now_rfc3339())
-                .map_err(|e| apply_error(ctx, &name, e))
+            patch::server_side_apply(
+                Some(current),
+                &applied,
+                &manager,
+                force,
+                &patch_kind,
+                &objects::now_rfc3339(),
+            )
+            .map_err(|e| apply_error(ctx, &name, e))
         }
-        _ => patch::apply_patch(pt, current, body, &patch_kind).map_err(|e| patch_error(ctx, &name, e)),
+        _ => patch::apply_patch(pt, current, body, &patch_kind)
+            .map_err(|e| patch_error(ctx, &name, e)),
     }
 }
 
@@ -413,7 +462,12 @@ fn apply_error(ctx: &Ctx, name: &str, e: patch::ApplyError) -> ApiError {
     }
 }
 
-pub(crate) async fn patch(ctx: &Ctx, name: &str, body: &Bytes, part: Option<Part>) -> ApiResult<Written> {
+pub(crate) async fn patch(
+    ctx: &Ctx,
+    name: &str,
+    body: &Bytes,
+    part: Option<Part>,
+) -> ApiResult<Written> {
     if body.len() > objects::MAX_BODY_BYTES {
         return Err(ApiError::TooLarge(objects::MAX_BODY_BYTES));
     }
@@ -456,7 +510,12 @@ pub(crate) async fn patch(ctx: &Ctx, name: &str, body: &Bytes, part: Option<Part
     })
 }
 
-async fn apply_create(ctx: &Ctx, name: &str, body: &Bytes, mode: FieldValidation) -> ApiResult<Written> {
+async fn apply_create(
+    ctx: &Ctx,
+    name: &str,
+    body: &Bytes,
+    mode: FieldValidation,
+) -> ApiResult<Written> {
     let applied = decode_body(Some("application/yaml"), body)?;
     let manager = ctx.query.field_manager.clone().unwrap_or_default();
     let now = objects::now_rfc3339();
@@ -526,20 +585,27 @@ pub(crate) fn delete_options(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOptions>
         o.propagation_policy = Some("Orphan".into());
     }
     if body.iter().any(|b| !b.is_ascii_whitespace()) {
-        let v: Value =
-            serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?;
+        let v: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?;
         if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
             o.grace_period_seconds = Some(g);
         }
         if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
             o.propagation_policy = Some(p.to_string());
         }
-        if v.get("orphanDependents").and_then(Value::as_bool) == Some(true) && o.propagation_policy.is_none() {
+        if v.get("orphanDependents").and_then(Value::as_bool) == Some(true)
+            && o.propagation_policy.is_none()
+        {
             o.propagation_policy = Some("Orphan".into());
         }
         o.precondition_uid = v["preconditions"]["uid"].as_str().map(str::to_string);
-        o.precondition_rv = v["preconditions"]["resourceVersion"].as_str().map(str::to_string);
-        if v["dryRun"].as_array().is_some_and(|a| a.iter().any(|d| d == "All")) {
+        o.precondition_rv = v["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string);
+        if v["dryRun"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|d| d == "All"))
+        {
             o.dry_run = true;
         }
     }
@@ -621,7 +687,12 @@ pub(crate) async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> A
             if opts.dry_run {
                 return Ok(current);
             }
-            match ctx.state.store.delete(&ctx.key(name), Some(kv.mod_revision)).await {
+            match ctx
+                .state
+                .store
+                .delete(&ctx.key(name), Some(kv.mod_revision))
+                .await
+            {
                 Ok(gone) => return Ok(with_revision(current, &gone)),
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(ApiError::from_store(e, &target)),
@@ -629,7 +700,9 @@ pub(crate) async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> A
         }
         // Deletion in progress: mark it and let finalizers or the kubelet finish.
         if objects::is_deleting(&current) {
-            let prev = current["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0);
+            let prev = current["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(0);
             if grace >= prev && objects::finalizers(&current) == fins {
                 return Ok(current);
             }
@@ -676,7 +749,10 @@ fn grace_period(ctx: &Ctx, obj: &Value, opts: &DeleteOptions) -> i64 {
         return 0;
     }
     let unbound = obj["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
-    let terminal = matches!(obj["status"]["phase"].as_str(), Some("Succeeded") | Some("Failed"));
+    let terminal = matches!(
+        obj["status"]["phase"].as_str(),
+        Some("Succeeded") | Some("Failed")
+    );
     if unbound || terminal {
         return 0;
     }

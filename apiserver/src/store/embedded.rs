@@ -19,7 +19,9 @@ use futures::StreamExt;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::{EventKind, KeyValue, ListResult, Result, Revision, Store, StoreError, WatchEvent, WatchStream};
+use super::{
+    EventKind, KeyValue, ListResult, Result, Revision, Store, StoreError, WatchEvent, WatchStream,
+};
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
@@ -49,10 +51,22 @@ impl EmbeddedConfig {
 }
 
 enum WriteOp {
-    Create { key: String, value: Bytes },
-    Update { key: String, value: Bytes, expected: Revision },
-    Delete { key: String, expected: Option<Revision> },
-    Compact { revision: Revision },
+    Create {
+        key: String,
+        value: Bytes,
+    },
+    Update {
+        key: String,
+        value: Bytes,
+        expected: Revision,
+    },
+    Delete {
+        key: String,
+        expected: Option<Revision>,
+    },
+    Compact {
+        revision: Revision,
+    },
 }
 
 struct WriteRequest {
@@ -96,7 +110,10 @@ fn encode_kv(create: Revision, modr: Revision, value: &[u8]) -> Vec<u8> {
 
 fn decode_kv(key: &str, raw: &[u8]) -> Result<KeyValue> {
     if raw.len() < 16 {
-        return Err(StoreError::Corrupt(format!("value of {key:?} is {} bytes", raw.len())));
+        return Err(StoreError::Corrupt(format!(
+            "value of {key:?} is {} bytes",
+            raw.len()
+        )));
     }
     let mut a = [0u8; 8];
     a.copy_from_slice(&raw[0..8]);
@@ -155,7 +172,10 @@ fn decode_event(raw: &[u8]) -> Result<WatchEvent> {
     at += 4 + clen;
     let prev = if at < raw.len() {
         let plen = take_len(at)?;
-        Some(decode_kv(&key, raw.get(at + 4..at + 4 + plen).ok_or_else(corrupt)?)?)
+        Some(decode_kv(
+            &key,
+            raw.get(at + 4..at + 4 + plen).ok_or_else(corrupt)?,
+        )?)
     } else {
         None
     };
@@ -186,8 +206,17 @@ impl EmbeddedStore {
         let (revision, compacted) = {
             let txn = db.begin_read().map_err(unavailable)?;
             let meta = txn.open_table(META).map_err(unavailable)?;
-            let get = |k: &str| -> Result<u64> { Ok(meta.get(k).map_err(unavailable)?.map(|v| v.value()).unwrap_or(0)) };
-            (get(META_REVISION)? as Revision, get(META_COMPACTED)? as Revision)
+            let get = |k: &str| -> Result<u64> {
+                Ok(meta
+                    .get(k)
+                    .map_err(unavailable)?
+                    .map(|v| v.value())
+                    .unwrap_or(0))
+            };
+            (
+                get(META_REVISION)? as Revision,
+                get(META_COMPACTED)? as Revision,
+            )
         };
         let (sender, _) = broadcast::channel(4096);
         let live = Arc::new(Mutex::new(Live {
@@ -222,12 +251,20 @@ impl EmbeddedStore {
             .map_err(|_| StoreError::Unavailable("the store committer stopped".to_string()))?
     }
 
-    fn read_log(db: &Database, after: Revision, upto: Revision, prefix: &str) -> Result<Vec<WatchEvent>> {
+    fn read_log(
+        db: &Database,
+        after: Revision,
+        upto: Revision,
+        prefix: &str,
+    ) -> Result<Vec<WatchEvent>> {
         let txn = db.begin_read().map_err(unavailable)?;
         let log = txn.open_table(LOG).map_err(unavailable)?;
         let mut out = Vec::new();
         let start = (after + 1).max(0) as u64;
-        for item in log.range(start..=(upto.max(0) as u64)).map_err(unavailable)? {
+        for item in log
+            .range(start..=(upto.max(0) as u64))
+            .map_err(unavailable)?
+        {
             let (_, v) = item.map_err(unavailable)?;
             let ev = decode_event(v.value())?;
             if ev.kv.key.starts_with(prefix) {
@@ -291,7 +328,10 @@ impl Committer {
     }
 
     #[allow(clippy::type_complexity)]
-    fn apply(&mut self, batch: &[WriteRequest]) -> Result<(Vec<Result<KeyValue>>, Vec<WatchEvent>)> {
+    fn apply(
+        &mut self,
+        batch: &[WriteRequest],
+    ) -> Result<(Vec<Result<KeyValue>>, Vec<WatchEvent>)> {
         let txn = self.db.begin_write().map_err(unavailable)?;
         let mut results = Vec::with_capacity(batch.len());
         let mut events = Vec::new();
@@ -299,12 +339,13 @@ impl Committer {
             let mut kv = txn.open_table(KV).map_err(unavailable)?;
             let mut log = txn.open_table(LOG).map_err(unavailable)?;
             for req in batch {
-                let current = |kv: &redb::Table<&str, &[u8]>, key: &str| -> Result<Option<KeyValue>> {
-                    match kv.get(key).map_err(unavailable)? {
-                        Some(v) => Ok(Some(decode_kv(key, v.value())?)),
-                        None => Ok(None),
-                    }
-                };
+                let current =
+                    |kv: &redb::Table<&str, &[u8]>, key: &str| -> Result<Option<KeyValue>> {
+                        match kv.get(key).map_err(unavailable)? {
+                            Some(v) => Ok(Some(decode_kv(key, v.value())?)),
+                            None => Ok(None),
+                        }
+                    };
                 let outcome = match &req.op {
                     WriteOp::Create { key, value } => match current(&kv, key)? {
                         Some(_) => Err(StoreError::AlreadyExists(key.clone())),
@@ -326,7 +367,11 @@ impl Committer {
                             ))
                         }
                     },
-                    WriteOp::Update { key, value, expected } => match current(&kv, key)? {
+                    WriteOp::Update {
+                        key,
+                        value,
+                        expected,
+                    } => match current(&kv, key)? {
                         None => Err(StoreError::NotFound(key.clone())),
                         Some(old) if old.mod_revision != *expected => Err(StoreError::Conflict {
                             key: key.clone(),
@@ -352,11 +397,13 @@ impl Committer {
                     },
                     WriteOp::Delete { key, expected } => match current(&kv, key)? {
                         None => Err(StoreError::NotFound(key.clone())),
-                        Some(old) if expected.is_some_and(|e| e != old.mod_revision) => Err(StoreError::Conflict {
-                            key: key.clone(),
-                            expected: expected.unwrap_or_default(),
-                            actual: old.mod_revision,
-                        }),
+                        Some(old) if expected.is_some_and(|e| e != old.mod_revision) => {
+                            Err(StoreError::Conflict {
+                                key: key.clone(),
+                                expected: expected.unwrap_or_default(),
+                                actual: old.mod_revision,
+                            })
+                        }
                         Some(old) => {
                             let gone = KeyValue {
                                 mod_revision: self.revision + 1,
@@ -391,8 +438,13 @@ impl Committer {
                         self.revision += 1;
                         match event.kind {
                             EventKind::Put => {
-                                let enc = encode_kv(result.create_revision, result.mod_revision, &result.value);
-                                kv.insert(result.key.as_str(), enc.as_slice()).map_err(unavailable)?;
+                                let enc = encode_kv(
+                                    result.create_revision,
+                                    result.mod_revision,
+                                    &result.value,
+                                );
+                                kv.insert(result.key.as_str(), enc.as_slice())
+                                    .map_err(unavailable)?;
                             }
                             EventKind::Delete => {
                                 kv.remove(result.key.as_str()).map_err(unavailable)?;
@@ -412,8 +464,10 @@ impl Committer {
                 self.trim(&mut log, floor)?;
             }
             let mut meta = txn.open_table(META).map_err(unavailable)?;
-            meta.insert(META_REVISION, self.revision as u64).map_err(unavailable)?;
-            meta.insert(META_COMPACTED, self.compacted.max(0) as u64).map_err(unavailable)?;
+            meta.insert(META_REVISION, self.revision as u64)
+                .map_err(unavailable)?;
+            meta.insert(META_COMPACTED, self.compacted.max(0) as u64)
+                .map_err(unavailable)?;
         }
         txn.commit().map_err(unavailable)?;
         Ok((results, events))
@@ -422,7 +476,8 @@ impl Committer {
     /// Removes log entries at and below `upto`.
     fn trim(&mut self, log: &mut redb::Table<u64, &[u8]>, upto: Revision) -> Result<()> {
         let from = self.compacted.max(0) as u64;
-        log.retain_in(from..=(upto as u64), |_, _| false).map_err(unavailable)?;
+        log.retain_in(from..=(upto as u64), |_, _| false)
+            .map_err(unavailable)?;
         self.compacted = upto;
         Ok(())
     }
@@ -443,7 +498,12 @@ impl Store for EmbeddedStore {
         .map_err(unavailable)?
     }
 
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListResult> {
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListResult> {
         let db = self.db.clone();
         let live = self.live.clone();
         let prefix = prefix.to_string();
@@ -480,7 +540,11 @@ impl Store for EmbeddedStore {
                 }
                 items.push(decode_kv(key, v.value())?);
             }
-            Ok(ListResult { items, revision, more })
+            Ok(ListResult {
+                items,
+                revision,
+                more,
+            })
         })
         .await
         .map_err(unavailable)?
@@ -494,7 +558,12 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn update(&self, key: &str, value: Bytes, expected_revision: Revision) -> Result<KeyValue> {
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected_revision: Revision,
+    ) -> Result<KeyValue> {
         self.write(WriteOp::Update {
             key: key.to_string(),
             value,
@@ -601,7 +670,10 @@ impl WatchState {
                     }
                     self.rx = rx;
                     let (db, after, prefix) = (self.db.clone(), self.last, self.prefix.clone());
-                    let res = tokio::task::spawn_blocking(move || Self::catch_up(&db, after, upto, &prefix)).await;
+                    let res = tokio::task::spawn_blocking(move || {
+                        Self::catch_up(&db, after, upto, &prefix)
+                    })
+                    .await;
                     match res {
                         Ok(Ok(evs)) => {
                             self.pending = evs.into();
@@ -622,7 +694,12 @@ impl WatchState {
         }
     }
 
-    fn catch_up(db: &Database, after: Revision, upto: Revision, prefix: &str) -> Result<Vec<WatchEvent>> {
+    fn catch_up(
+        db: &Database,
+        after: Revision,
+        upto: Revision,
+        prefix: &str,
+    ) -> Result<Vec<WatchEvent>> {
         EmbeddedStore::read_log(db, after, upto, prefix)
     }
 }
@@ -659,6 +736,9 @@ mod tests {
 
     #[test]
     fn a_truncated_log_entry_is_reported_as_corrupt() {
-        assert!(matches!(decode_event(&[0, 0, 0, 0, 9, b'a']), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            decode_event(&[0, 0, 0, 0, 9, b'a']),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }

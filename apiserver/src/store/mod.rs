@@ -90,7 +90,10 @@ pub enum StoreError {
     },
     /// The history needed to replay from `requested` has been compacted away.
     #[error("revision {requested} has been compacted; the oldest available is {oldest}")]
-    Compacted { requested: Revision, oldest: Revision },
+    Compacted {
+        requested: Revision,
+        oldest: Revision,
+    },
     /// The backend could not be reached or failed to persist; retrying may help.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -114,14 +117,24 @@ pub trait Store: Send + Sync + 'static {
     /// Lists keys starting with `prefix` in ascending order, starting strictly
     /// after `start_after` when given, returning at most `limit` items
     /// (`0` means no limit).
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListResult>;
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListResult>;
 
     /// Creates a key that must not exist yet.
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue>;
 
     /// Replaces the value of an existing key whose `mod_revision` must equal
     /// `expected_revision`.
-    async fn update(&self, key: &str, value: Bytes, expected_revision: Revision) -> Result<KeyValue>;
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected_revision: Revision,
+    ) -> Result<KeyValue>;
 
     /// Deletes a key, only if its `mod_revision` equals `expected_revision`
     /// when one is given. Returns the deleted value with `mod_revision` set to
