@@ -181,17 +181,10 @@ fn server_config(
 }
 
 async fn up(args: UpArgs) -> Result<()> {
-    if args.nodes > 0 {
-        // Node agents arrive with the kubelet issue; the flags already parse.
-        println!(
-            "skiff: node agents ({} × {:?}) are not part of this build yet; running the control plane only",
-            args.nodes, args.runtime
-        );
-    }
-    serve_control_plane(&args.control_plane, None).await
+    serve_control_plane(&args.control_plane, Some(&args)).await
 }
 
-async fn serve_control_plane(cp: &ControlPlaneArgs, _nodes: Option<u32>) -> Result<()> {
+async fn serve_control_plane(cp: &ControlPlaneArgs, up: Option<&UpArgs>) -> Result<()> {
     let started = Instant::now();
     let dir = DataDir::resolve(cp.data_dir.as_deref())?;
     let _lock = lock_data_dir(&dir)?;
@@ -229,9 +222,33 @@ async fn serve_control_plane(cp: &ControlPlaneArgs, _nodes: Option<u32>) -> Resu
         "skiff: API server ready at {url} ({:.2}s)",
         started.elapsed().as_secs_f64()
     );
+    let mut tasks = crate::components::start_control_plane(&dir.kubeconfig(), cp).await?;
+    if let Some(up) = up.filter(|u| u.nodes > 0) {
+        let node_started = Instant::now();
+        tasks.extend(
+            crate::components::start_nodes(crate::components::NodeOptions {
+                kubeconfig: dir.kubeconfig(),
+                data_dir: dir.root.join("nodes"),
+                count: up.nodes,
+                name: "skiff-node".to_string(),
+                runtime: up.runtime,
+            })
+            .await?,
+        );
+        if !tasks.is_empty() {
+            println!(
+                "skiff: {} node(s) started ({:.2}s)",
+                up.nodes,
+                node_started.elapsed().as_secs_f64()
+            );
+        }
+    }
     println!("skiff: export KUBECONFIG={}", dir.kubeconfig().display());
     wait_for_signal().await?;
     println!("skiff: stopping");
+    for t in &tasks {
+        t.abort();
+    }
     server.shutdown().await;
     let _ = std::fs::remove_file(dir.pid());
     Ok(())

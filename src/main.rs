@@ -4,6 +4,7 @@
 
 mod cli;
 mod cluster;
+mod components;
 
 use std::process::ExitCode;
 
