@@ -120,21 +120,19 @@ fn discovery_root(state: &ApiState, headers: &HeaderMap, legacy: bool) -> Respon
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if let Some(format) = discovery::negotiate_discovery(accept) {
-        let body = discovery::aggregated_discovery(&state.registry, legacy);
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        let mut r = (StatusCode::OK, bytes).into_response();
-        if let Ok(v) = axum::http::HeaderValue::from_str(format.content_type()) {
-            r.headers_mut().insert(axum::http::header::CONTENT_TYPE, v);
-        }
-        return r;
-    }
-    let body = if legacy {
-        discovery::api_versions(&state.config.advertise_address)
-    } else {
-        discovery::api_group_list(&state.registry)
+    let Some(format) = discovery::negotiate_discovery(accept) else {
+        return ApiError::NotAcceptable(format!("only the following media types are accepted: {}", discovery::CONTENT_TYPE_JSON))
+            .into_response();
     };
-    ok(body).into_response()
+    let body = discovery::root_discovery(&state.registry, legacy, format, &state.config.advertise_address);
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let mut r = (StatusCode::OK, bytes).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(format.content_type()) {
+        r.headers_mut().insert(axum::http::header::CONTENT_TYPE, v);
+    }
+    r.headers_mut()
+        .insert(axum::http::header::VARY, axum::http::HeaderValue::from_static("Accept"));
+    r
 }
 
 async fn openapi_index(State(state): State<ApiState>) -> Response {

@@ -28,6 +28,7 @@ pub(crate) async fn read_object(
 }
 
 pub(crate) async fn get(ctx: &Ctx, name: &str) -> ApiResult<JsonResponse> {
+    include_object(ctx)?;
     let (_, obj) = read_object(ctx, name).await?;
     Ok(ok(render_one(ctx, obj)))
 }
@@ -38,25 +39,17 @@ pub(crate) fn render_one(ctx: &Ctx, obj: Value) -> Value {
         Render::Json => obj,
         Render::Table => {
             let rv = obj["metadata"]["resourceVersion"].clone();
-            let mut t = table::to_table(
-                ctx.def.group,
-                ctx.def.kind,
-                &[&obj],
-                include_object(ctx),
-                chrono::Utc::now(),
-            );
+            // A bad includeObject was already refused by the read path; writes use the default.
+            let include = include_object(ctx).unwrap_or_default();
+            let mut t = table::to_table(ctx.def.group, ctx.def.kind, &[&obj], include, chrono::Utc::now());
             t["metadata"] = json!({"resourceVersion": rv});
             t
         }
     }
 }
 
-pub(crate) fn include_object(ctx: &Ctx) -> table::IncludeObject {
-    match ctx.query.include_object.as_deref() {
-        Some("None") => table::IncludeObject::None,
-        Some("Object") => table::IncludeObject::Object,
-        _ => table::IncludeObject::Metadata,
-    }
+pub(crate) fn include_object(ctx: &Ctx) -> ApiResult<table::IncludeObject> {
+    table::IncludeObject::from_query(ctx.query.include_object.as_deref()).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 /// The label and field selectors of a request, validated.
@@ -96,23 +89,7 @@ impl Selectors {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        if let Some(l) = &self.label {
-            let empty = serde_json::Map::new();
-            let labels = obj
-                .get("metadata")
-                .and_then(|m| m.get("labels"))
-                .and_then(Value::as_object)
-                .unwrap_or(&empty);
-            if !l.matches(labels) {
-                return false;
-            }
-        }
-        if let Some(f) = &self.field {
-            if !f.matches(obj) {
-                return false;
-            }
-        }
-        true
+        self.label.as_ref().is_none_or(|l| l.matches_object(obj)) && self.field.as_ref().is_none_or(|f| f.matches(obj))
     }
 }
 
@@ -215,7 +192,7 @@ pub(crate) async fn list(ctx: &Ctx) -> ApiResult<JsonResponse> {
                 ctx.def.group,
                 ctx.def.kind,
                 &refs,
-                include_object(ctx),
+                include_object(ctx)?,
                 chrono::Utc::now(),
             );
             t["metadata"] = metadata;

@@ -138,7 +138,7 @@ pub(crate) async fn watch(ctx: &Ctx, name: Option<&str>) -> ApiResult<Response> 
         group: ctx.def.group,
         kind: ctx.def.kind,
         api_version: ctx.def.api_version(),
-        include: include_object(ctx),
+        include: include_object(ctx)?,
     };
 
     let (initial, after) = if send_initial {

@@ -61,7 +61,7 @@ fn check_namespace_of(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
 }
 
 /// The namespace must exist and not be terminating.
-async fn check_namespace_open(ctx: &Ctx) -> ApiResult<()> {
+async fn check_namespace_open(ctx: &Ctx, name: &str) -> ApiResult<()> {
     let Some(ns) = ctx.info.namespace.as_deref().filter(|_| ctx.def.namespaced) else {
         return Ok(());
     };
@@ -77,9 +77,8 @@ async fn check_namespace_open(ctx: &Ctx) -> ApiResult<()> {
     let obj: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
     if objects::is_deleting(&obj) {
         return Err(ApiError::Forbidden(format!(
-            "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-            ctx.def.plural,
-            ""
+            "{} {name:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+            ctx.def.plural
         )));
     }
     Ok(())
@@ -122,7 +121,7 @@ pub(crate) async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Written> {
             }
         }
     }
-    check_namespace_open(ctx).await?;
+    check_namespace_open(ctx, objects::name(&obj).unwrap_or_default()).await?;
     let tolerations = (
         ctx.state.config.default_not_ready_toleration_seconds,
         ctx.state.config.default_unreachable_toleration_seconds,
@@ -532,7 +531,7 @@ async fn apply_create(
         )));
     }
     objects::set_meta(&mut obj, "name", Value::String(name.to_string()));
-    check_namespace_open(ctx).await?;
+    check_namespace_open(ctx, name).await?;
     let tolerations = (
         ctx.state.config.default_not_ready_toleration_seconds,
         ctx.state.config.default_unreachable_toleration_seconds,
