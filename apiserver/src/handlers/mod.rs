@@ -1,6 +1,7 @@
 //! HTTP handling: the router, and dispatch from a parsed resource path and
 //! method to the read, write and subresource handlers.
 
+mod delete;
 mod read;
 mod subresource;
 mod watch;
@@ -121,17 +122,27 @@ fn discovery_root(state: &ApiState, headers: &HeaderMap, legacy: bool) -> Respon
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let Some(format) = discovery::negotiate_discovery(accept) else {
-        return ApiError::NotAcceptable(format!("only the following media types are accepted: {}", discovery::CONTENT_TYPE_JSON))
-            .into_response();
+        return ApiError::NotAcceptable(format!(
+            "only the following media types are accepted: {}",
+            discovery::CONTENT_TYPE_JSON
+        ))
+        .into_response();
     };
-    let body = discovery::root_discovery(&state.registry, legacy, format, &state.config.advertise_address);
+    let body = discovery::root_discovery(
+        &state.registry,
+        legacy,
+        format,
+        &state.config.advertise_address,
+    );
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let mut r = (StatusCode::OK, bytes).into_response();
     if let Ok(v) = axum::http::HeaderValue::from_str(format.content_type()) {
         r.headers_mut().insert(axum::http::header::CONTENT_TYPE, v);
     }
-    r.headers_mut()
-        .insert(axum::http::header::VARY, axum::http::HeaderValue::from_static("Accept"));
+    r.headers_mut().insert(
+        axum::http::header::VARY,
+        axum::http::HeaderValue::from_static("Accept"),
+    );
     r
 }
 
@@ -328,10 +339,10 @@ async fn route(ctx: &Ctx, method: &Method, body: &Bytes) -> ApiResult<Response> 
         (&Method::PATCH, Some(n), None) => write::patch(ctx, n, body, None)
             .await
             .map(IntoResponse::into_response),
-        (&Method::DELETE, Some(n), None) => write::delete(ctx, n, body)
+        (&Method::DELETE, Some(n), None) => delete::delete(ctx, n, body)
             .await
             .map(IntoResponse::into_response),
-        (&Method::DELETE, None, None) => write::delete_collection(ctx, body)
+        (&Method::DELETE, None, None) => delete::delete_collection(ctx, body)
             .await
             .map(IntoResponse::into_response),
         (_, Some(n), Some(s)) => subresource::handle(ctx, method, n, s, body).await,

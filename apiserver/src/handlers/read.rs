@@ -41,7 +41,13 @@ pub(crate) fn render_one(ctx: &Ctx, obj: Value) -> Value {
             let rv = obj["metadata"]["resourceVersion"].clone();
             // A bad includeObject was already refused by the read path; writes use the default.
             let include = include_object(ctx).unwrap_or_default();
-            let mut t = table::to_table(ctx.def.group, ctx.def.kind, &[&obj], include, chrono::Utc::now());
+            let mut t = table::to_table(
+                ctx.def.group,
+                ctx.def.kind,
+                &[&obj],
+                include,
+                chrono::Utc::now(),
+            );
             t["metadata"] = json!({"resourceVersion": rv});
             t
         }
@@ -49,7 +55,8 @@ pub(crate) fn render_one(ctx: &Ctx, obj: Value) -> Value {
 }
 
 pub(crate) fn include_object(ctx: &Ctx) -> ApiResult<table::IncludeObject> {
-    table::IncludeObject::from_query(ctx.query.include_object.as_deref()).map_err(|e| ApiError::BadRequest(e.to_string()))
+    table::IncludeObject::from_query(ctx.query.include_object.as_deref())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 /// The label and field selectors of a request, validated.
@@ -89,7 +96,8 @@ impl Selectors {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        self.label.as_ref().is_none_or(|l| l.matches_object(obj)) && self.field.as_ref().is_none_or(|f| f.matches(obj))
+        self.label.as_ref().is_none_or(|l| l.matches_object(obj))
+            && self.field.as_ref().is_none_or(|f| f.matches(obj))
     }
 }
 

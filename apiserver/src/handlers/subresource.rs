@@ -230,8 +230,8 @@ async fn evict(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<JsonResponse> {
         .get("deleteOptions")
         .map(|d| serde_json::to_vec(d).unwrap_or_default())
         .unwrap_or_default();
-    let opts = write::delete_options(ctx, &opts_body)?;
-    write::delete_one(ctx, name, &opts).await?;
+    let opts = super::delete::delete_options(ctx, &opts_body)?;
+    super::delete::delete_one(ctx, name, &opts).await?;
     Ok(JsonResponse {
         code: StatusCode::CREATED,
         body: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),

@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
-use super::read::{list_objects, read_object, render_one, Selectors};
+use super::read::{read_object, render_one};
 use super::{ok, Ctx, JsonResponse};
 use crate::admission::{self, FieldValidation};
 use crate::error::{ApiError, ApiResult};
@@ -19,7 +19,7 @@ use crate::patch::{self, PatchKind, PatchType};
 use crate::store::{KeyValue, StoreError};
 
 /// How many times a patch or subresource write is retried on conflict.
-const MAX_RETRIES: usize = 16;
+pub(crate) const MAX_RETRIES: usize = 16;
 
 /// A JSON response plus `Warning` headers.
 pub(crate) struct Written {
@@ -84,7 +84,7 @@ async fn check_namespace_open(ctx: &Ctx, name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn encode(obj: &Value) -> ApiResult<Bytes> {
+pub(crate) fn encode(obj: &Value) -> ApiResult<Bytes> {
     // The revision lives in the store, not in the stored bytes.
     let mut stored = obj.clone();
     objects::remove_meta(&mut stored, "resourceVersion");
@@ -93,7 +93,7 @@ fn encode(obj: &Value) -> ApiResult<Bytes> {
         .map_err(|e| ApiError::Internal(format!("cannot encode object: {e}")))
 }
 
-fn with_revision(mut obj: Value, kv: &KeyValue) -> Value {
+pub(crate) fn with_revision(mut obj: Value, kv: &KeyValue) -> Value {
     crate::watchcache::set_resource_version(&mut obj, kv.mod_revision);
     obj
 }
@@ -121,7 +121,21 @@ pub(crate) async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Written> {
             }
         }
     }
-    check_namespace_open(ctx, objects::name(&obj).unwrap_or_default()).await?;
+    let manager = ctx.field_manager();
+    admit_and_store_new(ctx, obj, warnings, Some(&manager)).await
+}
+
+/// The shared end of every create: the namespace must be open, then
+/// defaulting, system fields, validation, field ownership and the store.
+/// `manager` records an Update entry in managedFields (apply already did).
+async fn admit_and_store_new(
+    ctx: &Ctx,
+    mut obj: Value,
+    warnings: Vec<String>,
+    manager: Option<&str>,
+) -> ApiResult<Written> {
+    let name = objects::name(&obj).unwrap_or_default().to_string();
+    check_namespace_open(ctx, &name).await?;
     let tolerations = (
         ctx.state.config.default_not_ready_toleration_seconds,
         ctx.state.config.default_unreachable_toleration_seconds,
@@ -129,15 +143,15 @@ pub(crate) async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Written> {
     admission::default(&ctx.def, &mut obj);
     admission::prepare_create(&ctx.def, &mut obj, tolerations);
     admission::validate(&ctx.def, &obj, None)?;
-    let now = objects::now_rfc3339();
-    patch::record_update(
-        None,
-        &mut obj,
-        &ctx.field_manager(),
-        &ctx.def.api_version(),
-        &now,
-    );
-    let name = objects::name(&obj).unwrap_or_default().to_string();
+    if let Some(manager) = manager {
+        patch::record_update(
+            None,
+            &mut obj,
+            manager,
+            &ctx.def.api_version(),
+            &objects::now_rfc3339(),
+        );
+    }
     if ctx.query.is_dry_run() {
         return Ok(Written {
             resp: JsonResponse {
@@ -313,7 +327,7 @@ pub(crate) async fn store_update(
     Ok(with_revision(new, &kv))
 }
 
-fn namespace_finalizers_pending(ns: &Value) -> bool {
+pub(crate) fn namespace_finalizers_pending(ns: &Value) -> bool {
     ns["spec"]["finalizers"]
         .as_array()
         .is_some_and(|a| !a.is_empty())
@@ -531,265 +545,5 @@ async fn apply_create(
         )));
     }
     objects::set_meta(&mut obj, "name", Value::String(name.to_string()));
-    check_namespace_open(ctx, name).await?;
-    let tolerations = (
-        ctx.state.config.default_not_ready_toleration_seconds,
-        ctx.state.config.default_unreachable_toleration_seconds,
-    );
-    admission::default(&ctx.def, &mut obj);
-    admission::prepare_create(&ctx.def, &mut obj, tolerations);
-    admission::validate(&ctx.def, &obj, None)?;
-    if ctx.query.is_dry_run() {
-        return Ok(Written {
-            resp: JsonResponse {
-                code: StatusCode::CREATED,
-                body: obj,
-            },
-            warnings,
-        });
-    }
-    let kv = ctx
-        .state
-        .store
-        .create(&ctx.key(name), encode(&obj)?)
-        .await
-        .map_err(|e| ApiError::from_store(e, &ctx.target(name)))?;
-    Ok(Written {
-        resp: JsonResponse {
-            code: StatusCode::CREATED,
-            body: render_one(ctx, with_revision(obj, &kv)),
-        },
-        warnings,
-    })
-}
-
-/// `metav1.DeleteOptions`, from the body or the query.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct DeleteOptions {
-    pub grace_period_seconds: Option<i64>,
-    pub propagation_policy: Option<String>,
-    pub precondition_uid: Option<String>,
-    pub precondition_rv: Option<String>,
-    pub dry_run: bool,
-}
-
-pub(crate) fn delete_options(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOptions> {
-    let mut o = DeleteOptions {
-        grace_period_seconds: ctx.query.grace_period_seconds,
-        propagation_policy: ctx.query.propagation_policy.clone(),
-        dry_run: ctx.query.is_dry_run(),
-        ..Default::default()
-    };
-    if ctx.query.orphan_dependents == Some(true) && o.propagation_policy.is_none() {
-        o.propagation_policy = Some("Orphan".into());
-    }
-    if body.iter().any(|b| !b.is_ascii_whitespace()) {
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?;
-        if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
-            o.grace_period_seconds = Some(g);
-        }
-        if let Some(p) = v.get("propagationPolicy").and_then(Value::as_str) {
-            o.propagation_policy = Some(p.to_string());
-        }
-        if v.get("orphanDependents").and_then(Value::as_bool) == Some(true)
-            && o.propagation_policy.is_none()
-        {
-            o.propagation_policy = Some("Orphan".into());
-        }
-        o.precondition_uid = v["preconditions"]["uid"].as_str().map(str::to_string);
-        o.precondition_rv = v["preconditions"]["resourceVersion"]
-            .as_str()
-            .map(str::to_string);
-        if v["dryRun"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|d| d == "All"))
-        {
-            o.dry_run = true;
-        }
-    }
-    match o.propagation_policy.as_deref() {
-        None | Some("Background") | Some("Foreground") | Some("Orphan") => Ok(o),
-        Some(p) => Err(ApiError::BadRequest(format!(
-            "propagationPolicy {p:?} is not supported: use Background, Foreground or Orphan"
-        ))),
-    }
-}
-
-fn success_status(ctx: &Ctx, obj: &Value) -> Value {
-    json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Success",
-        "details": {
-            "name": objects::name(obj).unwrap_or_default(),
-            "group": ctx.def.group,
-            "kind": ctx.def.plural,
-            "uid": objects::meta_str(obj, "uid").unwrap_or_default(),
-        }
-    })
-}
-
-pub(crate) async fn delete(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<JsonResponse> {
-    let opts = delete_options(ctx, body)?;
-    let obj = delete_one(ctx, name, &opts).await?;
-    // Pods (and objects still finalizing) come back whole; others as a Status.
-    let body = if ctx.def.kind == "Pod" || objects::is_deleting(&obj) && !opts.dry_run {
-        obj
-    } else {
-        success_status(ctx, &obj)
-    };
-    Ok(ok(body))
-}
-
-/// Deletes one object: gracefully (pods), through finalizers, or at once.
-/// Returns the object as it is afterwards (or as it was, if gone).
-pub(crate) async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResult<Value> {
-    let target = ctx.target(name);
-    for _ in 0..MAX_RETRIES {
-        let (kv, current) = read_object(ctx, name).await?;
-        if let Some(uid) = &opts.precondition_uid {
-            if objects::meta_str(&current, "uid") != Some(uid.as_str()) {
-                return Err(ApiError::Conflict {
-                    target,
-                    message: format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        objects::meta_str(&current, "uid").unwrap_or_default()
-                    ),
-                });
-            }
-        }
-        if let Some(rv) = &opts.precondition_rv {
-            if rv != &kv.mod_revision.to_string() {
-                return Err(ApiError::Conflict {
-                    target,
-                    message: format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                        kv.mod_revision
-                    ),
-                });
-            }
-        }
-        let mut next = current.clone();
-        let mut fins = objects::finalizers(&current);
-        match opts.propagation_policy.as_deref() {
-            Some("Foreground") if !fins.iter().any(|f| f == "foregroundDeletion") => {
-                fins.push("foregroundDeletion".into())
-            }
-            Some("Orphan") if !fins.iter().any(|f| f == "orphan") => fins.push("orphan".into()),
-            _ => {}
-        }
-        let grace = grace_period(ctx, &current, opts);
-        let ns_pending = ctx.def.kind == "Namespace" && namespace_finalizers_pending(&current);
-        if fins.is_empty() && grace == 0 && !ns_pending {
-            if opts.dry_run {
-                return Ok(current);
-            }
-            match ctx
-                .state
-                .store
-                .delete(&ctx.key(name), Some(kv.mod_revision))
-                .await
-            {
-                Ok(gone) => return Ok(with_revision(current, &gone)),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(ApiError::from_store(e, &target)),
-            }
-        }
-        // Deletion in progress: mark it and let finalizers or the kubelet finish.
-        if objects::is_deleting(&current) {
-            let prev = current["metadata"]["deletionGracePeriodSeconds"]
-                .as_i64()
-                .unwrap_or(0);
-            if grace >= prev && objects::finalizers(&current) == fins {
-                return Ok(current);
-            }
-        }
-        let deadline = chrono::Utc::now() + chrono::Duration::seconds(grace);
-        if let Some(m) = meta_mut(&mut next) {
-            m.insert(
-                "deletionTimestamp".into(),
-                Value::String(deadline.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-            );
-            m.insert("deletionGracePeriodSeconds".into(), json!(grace));
-            if fins.is_empty() {
-                m.remove("finalizers");
-            } else {
-                m.insert("finalizers".into(), json!(fins));
-            }
-        }
-        if ctx.def.kind == "Namespace" {
-            next["status"]["phase"] = json!("Terminating");
-        }
-        if opts.dry_run {
-            return Ok(next);
-        }
-        match ctx
-            .state
-            .store
-            .update(&ctx.key(name), encode(&next)?, kv.mod_revision)
-            .await
-        {
-            Ok(kv) => return Ok(with_revision(next, &kv)),
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(ApiError::from_store(e, &target)),
-        }
-    }
-    Err(ApiError::Conflict {
-        target,
-        message: "too many concurrent writes; please retry".into(),
-    })
-}
-
-/// Pods bound to a node are deleted gracefully; everything else at once.
-fn grace_period(ctx: &Ctx, obj: &Value, opts: &DeleteOptions) -> i64 {
-    if ctx.def.kind != "Pod" {
-        return 0;
-    }
-    let unbound = obj["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
-    let terminal = matches!(
-        obj["status"]["phase"].as_str(),
-        Some("Succeeded") | Some("Failed")
-    );
-    if unbound || terminal {
-        return 0;
-    }
-    opts.grace_period_seconds
-        .or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64())
-        .unwrap_or(30)
-        .max(0)
-}
-
-pub(crate) async fn delete_collection(ctx: &Ctx, body: &Bytes) -> ApiResult<JsonResponse> {
-    let opts = delete_options(ctx, body)?;
-    let selectors = Selectors::from_ctx(ctx)?;
-    let (items, revision, _) = list_objects(ctx, &selectors).await?;
-    let mut deleted = Vec::new();
-    for item in items {
-        let name = objects::name(&item).unwrap_or_default().to_string();
-        let ns = objects::namespace(&item).map(str::to_string);
-        let sub = Ctx {
-            state: ctx.state.clone(),
-            def: ctx.def.clone(),
-            info: crate::request::RequestInfo {
-                namespace: ns,
-                name: Some(name.clone()),
-                ..ctx.info.clone()
-            },
-            query: ctx.query.clone(),
-            headers: ctx.headers.clone(),
-        };
-        match delete_one(&sub, &name, &opts).await {
-            Ok(o) => deleted.push(o),
-            Err(ApiError::NotFound(_)) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(ok(json!({
-        "kind": format!("{}List", ctx.def.kind),
-        "apiVersion": ctx.def.api_version(),
-        "metadata": {"resourceVersion": revision.to_string()},
-        "items": deleted,
-    })))
+    admit_and_store_new(ctx, obj, warnings, None).await
 }
