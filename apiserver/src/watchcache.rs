@@ -47,6 +47,8 @@ pub struct CachedEvent {
     pub object: Arc<Value>,
     /// The object before the change, when there was one.
     pub prev: Option<Arc<Value>>,
+    /// `object` serialized once, shared by every JSON watcher.
+    json: std::sync::OnceLock<Vec<u8>>,
 }
 
 /// Decodes stored bytes into an object carrying its resourceVersion.
@@ -91,7 +93,14 @@ impl CachedEvent {
             kind,
             object,
             prev,
+            json: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The object as JSON bytes, serialized on first use.
+    pub fn object_json(&self) -> &[u8] {
+        self.json
+            .get_or_init(|| serde_json::to_vec(&*self.object).unwrap_or_default())
     }
 }
 

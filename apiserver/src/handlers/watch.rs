@@ -34,34 +34,60 @@ struct Filter {
 
 impl Filter {
     /// Maps a change to what this watcher sees, or nothing.
-    fn apply(&self, ev: &CachedEvent) -> Option<(EventType, Arc<Value>)> {
+    fn apply(&self, ev: &CachedEvent) -> Option<EventType> {
         if ev.revision <= self.after || !ev.key.starts_with(&self.prefix) {
             return None;
         }
         let now = self.selectors.matches(&ev.object);
         let before = ev.prev.as_ref().is_some_and(|p| self.selectors.matches(p));
         match ev.kind {
-            EventType::Deleted => now.then(|| (EventType::Deleted, ev.object.clone())),
-            EventType::Added => now.then(|| (EventType::Added, ev.object.clone())),
+            EventType::Deleted => now.then_some(EventType::Deleted),
+            EventType::Added => now.then_some(EventType::Added),
             EventType::Modified => match (before, now) {
-                (true, true) => Some((EventType::Modified, ev.object.clone())),
-                (false, true) => Some((EventType::Added, ev.object.clone())),
-                (true, false) => Some((EventType::Deleted, ev.object.clone())),
+                (true, true) => Some(EventType::Modified),
+                (false, true) => Some(EventType::Added),
+                (true, false) => Some(EventType::Deleted),
                 (false, false) => None,
             },
         }
     }
 }
 
+/// An object to send: from the initial list, or a cached change whose JSON
+/// is shared between watchers.
+enum Payload {
+    Plain(Value),
+    Cached(Arc<CachedEvent>),
+}
+
+impl Payload {
+    fn object(&self) -> &Value {
+        match self {
+            Payload::Plain(v) => v,
+            Payload::Cached(ev) => &ev.object,
+        }
+    }
+}
+
 enum Item {
-    Event(EventType, Arc<Value>),
+    Event(EventType, Payload),
     Bookmark(i64, bool),
     Error(ApiError),
 }
 
 fn line(ctx_render: &Renderer, item: Item) -> Vec<u8> {
     let v = match item {
-        Item::Event(t, obj) => json!({"type": t.as_str(), "object": ctx_render.render(&obj)}),
+        Item::Event(t, Payload::Cached(ev)) if ctx_render.render == Render::Json => {
+            let object = ev.object_json();
+            let mut out = Vec::with_capacity(object.len() + 32);
+            out.extend_from_slice(b"{\"type\":\"");
+            out.extend_from_slice(t.as_str().as_bytes());
+            out.extend_from_slice(b"\",\"object\":");
+            out.extend_from_slice(object);
+            out.extend_from_slice(b"}\n");
+            return out;
+        }
+        Item::Event(t, p) => json!({"type": t.as_str(), "object": ctx_render.render(p.object())}),
         Item::Bookmark(rv, initial_end) => {
             let mut meta = json!({"resourceVersion": rv.to_string()});
             if initial_end {
@@ -161,7 +187,7 @@ pub(crate) async fn watch(ctx: &Ctx, name: Option<&str>) -> ApiResult<Response> 
     let subscription = ctx.state.cache.subscribe(&prefix, after).await;
     let head: Vec<Item> = initial
         .into_iter()
-        .map(|o| Item::Event(EventType::Added, Arc::new(o)))
+        .map(|o| Item::Event(EventType::Added, Payload::Plain(o)))
         .chain((ctx.query.send_initial_events == Some(true)).then_some(Item::Bookmark(after, true)))
         .collect();
 
@@ -230,7 +256,7 @@ fn live_events(sub: Subscription, filter: Filter, bookmarks: bool) -> BoxStream<
             let out = match item {
                 Ok(ev) => {
                     rv_for_events.store(ev.revision, std::sync::atomic::Ordering::Relaxed);
-                    f.apply(&ev).map(|(t, o)| Item::Event(t, o))
+                    f.apply(&ev).map(|t| Item::Event(t, Payload::Cached(ev)))
                 }
                 Err(e) => Some(Item::Error(e)),
             };

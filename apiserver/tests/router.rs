@@ -1,0 +1,272 @@
+//! The API router in process (no socket, no TLS), over a real embedded
+//! store: the request paths every client relies on.
+
+use std::sync::Arc;
+
+use apiserver::auth::TokenAuthenticator;
+use apiserver::store::embedded::{EmbeddedConfig, EmbeddedStore};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use futures::StreamExt;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const TOKEN: &str = "test-token";
+
+async fn app() -> (Router, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path().join("db")))
+        .await
+        .expect("store");
+    let config = apiserver::Config {
+        bind: "127.0.0.1:0".parse().expect("addr"),
+        store: apiserver::StoreConfig::Embedded {
+            path: dir.path().join("unused"),
+        },
+        pki_dir: dir.path().join("pki"),
+        tls_sans: vec![],
+        tokens: TokenAuthenticator::parse(&format!("{TOKEN},admin,system:masters")),
+        watch_cache_events: 1024,
+        default_not_ready_toleration_seconds: 300,
+        default_unreachable_toleration_seconds: 300,
+    };
+    let (full, _) = apiserver::server::app(&config, Arc::new(store))
+        .await
+        .expect("app");
+    (full, dir)
+}
+
+fn req(method: &str, uri: &str, body: Option<Value>) -> Request<Body> {
+    let b = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json");
+    b.body(
+        body.map(|v| Body::from(v.to_string()))
+            .unwrap_or_else(Body::empty),
+    )
+    .expect("request")
+}
+
+async fn call(app: &Router, r: Request<Body>) -> (StatusCode, Value) {
+    let resp = app.clone().oneshot(r).await.expect("response");
+    let code = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn ensure_namespace(app: &Router, ns: &str) {
+    let (code, _) = call(
+        app,
+        req(
+            "POST",
+            "/api/v1/namespaces",
+            Some(json!({"metadata": {"name": ns}})),
+        ),
+    )
+    .await;
+    assert!(
+        code == StatusCode::CREATED || code == StatusCode::CONFLICT,
+        "{code}"
+    );
+}
+
+#[tokio::test]
+async fn requests_without_a_token_are_refused_with_a_status() {
+    let (app, _d) = app().await;
+    let r = Request::get("/api/v1/namespaces")
+        .body(Body::empty())
+        .expect("req");
+    let (code, body) = call(&app, r).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["kind"], "Status");
+    assert_eq!(body["code"], 401);
+}
+
+#[tokio::test]
+async fn a_created_configmap_can_be_read_listed_and_updated_with_its_revision() {
+    let (app, _d) = app().await;
+    ensure_namespace(&app, "default").await;
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}});
+    let (code, created) = call(
+        &app,
+        req("POST", "/api/v1/namespaces/default/configmaps", Some(cm)),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_string();
+    let (code, got) = call(
+        &app,
+        req("GET", "/api/v1/namespaces/default/configmaps/a", None),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(got["data"]["k"], "v");
+    let (_, list) = call(
+        &app,
+        req("GET", "/api/v1/namespaces/default/configmaps", None),
+    )
+    .await;
+    assert_eq!(list["kind"], "ConfigMapList");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
+    // A stale revision is a conflict; the current one succeeds.
+    let mut stale = got.clone();
+    stale["metadata"]["resourceVersion"] = json!("1");
+    stale["data"]["k"] = json!("w");
+    let (code, body) = call(
+        &app,
+        req(
+            "PUT",
+            "/api/v1/namespaces/default/configmaps/a",
+            Some(stale),
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    let mut fresh = got;
+    fresh["metadata"]["resourceVersion"] = json!(rv);
+    fresh["data"]["k"] = json!("w");
+    let (code, body) = call(
+        &app,
+        req(
+            "PUT",
+            "/api/v1/namespaces/default/configmaps/a",
+            Some(fresh),
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["k"], "w");
+}
+
+#[tokio::test]
+async fn a_watch_from_a_list_revision_streams_later_changes_as_json_lines() {
+    let (app, _d) = app().await;
+    ensure_namespace(&app, "default").await;
+    let (_, list) = call(
+        &app,
+        req("GET", "/api/v1/namespaces/default/configmaps", None),
+    )
+    .await;
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_string();
+    let resp = app
+        .clone()
+        .oneshot(req(
+            "GET",
+            &format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}"),
+            None,
+        ))
+        .await
+        .expect("watch");
+    assert_eq!(resp.status(), StatusCode::OK);
+    for name in ["w1", "w2"] {
+        let cm = json!({"metadata": {"name": name}});
+        let (code, _) = call(
+            &app,
+            req("POST", "/api/v1/namespaces/default/configmaps", Some(cm)),
+        )
+        .await;
+        assert_eq!(code, StatusCode::CREATED);
+    }
+    let (code, _) = call(
+        &app,
+        req("DELETE", "/api/v1/namespaces/default/configmaps/w1", None),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let mut stream = resp.into_body().into_data_stream();
+    let mut buf = Vec::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while events.len() < 3 {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("events in time")
+            .expect("stream open")
+            .expect("chunk");
+        buf.extend_from_slice(&chunk);
+        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            let v: Value = serde_json::from_slice(&line).expect("json line");
+            events.push((
+                v["type"].as_str().unwrap_or("").to_string(),
+                v["object"]["metadata"]["name"].clone(),
+            ));
+        }
+    }
+    assert_eq!(
+        events,
+        vec![
+            ("ADDED".to_string(), json!("w1")),
+            ("ADDED".to_string(), json!("w2")),
+            ("DELETED".to_string(), json!("w1")),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_pod_without_containers_is_invalid_with_a_cause_for_the_field() {
+    let (app, _d) = app().await;
+    ensure_namespace(&app, "default").await;
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": []}});
+    let (code, body) = call(
+        &app,
+        req("POST", "/api/v1/namespaces/default/pods", Some(pod)),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["reason"], "Invalid");
+    let causes = body["details"]["causes"].as_array().expect("causes");
+    assert!(
+        causes.iter().any(|c| c["field"] == "spec.containers"),
+        "{body}"
+    );
+    // Nothing was stored.
+    let (code, _) = call(&app, req("GET", "/api/v1/namespaces/default/pods/p", None)).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn binding_a_pod_sets_its_node_once() {
+    let (app, _d) = app().await;
+    ensure_namespace(&app, "default").await;
+    let pod = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    let (code, _) = call(
+        &app,
+        req("POST", "/api/v1/namespaces/default/pods", Some(pod)),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "n1"}});
+    let (code, _) = call(
+        &app,
+        req(
+            "POST",
+            "/api/v1/namespaces/default/pods/p/binding",
+            Some(binding.clone()),
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (_, got) = call(&app, req("GET", "/api/v1/namespaces/default/pods/p", None)).await;
+    assert_eq!(got["spec"]["nodeName"], "n1");
+    let (code, _) = call(
+        &app,
+        req(
+            "POST",
+            "/api/v1/namespaces/default/pods/p/binding",
+            Some(binding),
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CONFLICT);
+}
