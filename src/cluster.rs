@@ -243,6 +243,26 @@ async fn serve_control_plane(cp: &ControlPlaneArgs, up: Option<&UpArgs>) -> Resu
             );
         }
     }
+    let manifests_dir = cp
+        .manifests
+        .clone()
+        .unwrap_or_else(|| dir.root.join("manifests"));
+    if manifests_dir.is_dir() {
+        let client = crate::components::client_from_kubeconfig(&dir.kubeconfig()).await?;
+        println!("skiff: applying manifests from {}", manifests_dir.display());
+        tasks.push(tokio::spawn(crate::manifests::run(
+            client,
+            crate::manifests::Config {
+                dir: manifests_dir,
+                interval: Duration::from_secs(1),
+            },
+        )));
+    } else if cp.manifests.is_some() {
+        bail!(
+            "the manifests folder {} does not exist: create it or fix --manifests",
+            manifests_dir.display()
+        );
+    }
     println!("skiff: export KUBECONFIG={}", dir.kubeconfig().display());
     wait_for_signal().await?;
     println!("skiff: stopping");
