@@ -80,6 +80,9 @@ pub struct ControlPlaneArgs {
     /// HPA sync period.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
     pub horizontal_pod_autoscaler_sync_period: Duration,
+    /// The IPv4 range Service ClusterIPs are allocated from.
+    #[arg(long, default_value = "10.96.0.0/16", value_parser = parse_service_cidr)]
+    pub service_cluster_ip_range: apiserver::allocator::ServiceCidr,
     /// A folder of YAML manifests applied at start and whenever a file changes.
     #[arg(long, value_name = "DIR")]
     pub manifests: Option<PathBuf>,
@@ -133,6 +136,11 @@ pub struct DownArgs {
     /// The data dir of the cluster to stop.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+fn parse_service_cidr(s: &str) -> Result<apiserver::allocator::ServiceCidr, String> {
+    apiserver::allocator::ServiceCidr::parse(s)
+        .ok_or_else(|| format!("{s:?} is not an IPv4 CIDR between /8 and /30, e.g. 10.96.0.0/16"))
 }
 
 /// Prints a flag error on one line (help and version print as usual).

@@ -177,6 +177,7 @@ fn server_config(
         watch_cache_events: 8192,
         default_not_ready_toleration_seconds: cp.default_not_ready_toleration_seconds,
         default_unreachable_toleration_seconds: cp.default_unreachable_toleration_seconds,
+        service_cidr: cp.service_cluster_ip_range,
     }
 }
 

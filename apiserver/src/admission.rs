@@ -121,6 +121,7 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> ApiResul
 
 /// Defaulting, applied on every create and update.
 pub fn default(def: &ResourceDef, obj: &mut Value) {
+    objects::drop_empty_metadata(obj);
     defaults::apply_defaults(def.group, def.kind, obj);
 }
 

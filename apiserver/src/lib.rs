@@ -6,6 +6,7 @@
 //! scheduler, kubelet or controllers crates: they are clients of this API.
 
 pub mod admission;
+pub mod allocator;
 pub mod auth;
 pub mod defaults;
 pub mod discovery;

@@ -44,6 +44,25 @@ pub fn remove_meta(obj: &mut Value, field: &str) {
     }
 }
 
+/// Drops empty `labels`, `annotations`, `finalizers` and `ownerReferences`:
+/// Kubernetes never stores them empty (Go's omitempty), so clients that
+/// remove the last key see the field disappear.
+pub fn drop_empty_metadata(obj: &mut Value) {
+    if let Some(m) = meta_mut(obj) {
+        for f in ["labels", "annotations", "finalizers", "ownerReferences"] {
+            let empty = match m.get(f) {
+                Some(Value::Object(o)) => o.is_empty(),
+                Some(Value::Array(a)) => a.is_empty(),
+                Some(Value::Null) => true,
+                _ => false,
+            };
+            if empty {
+                m.remove(f);
+            }
+        }
+    }
+}
+
 /// The revision a client sent in `metadata.resourceVersion`, if any.
 pub fn resource_version(obj: &Value) -> ApiResult<Option<i64>> {
     match meta_str(obj, "resourceVersion") {
@@ -172,6 +191,16 @@ mod tests {
             decode_body(None, b"{nope"),
             Err(ApiError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn empty_metadata_maps_are_dropped_and_others_kept() {
+        let mut v = serde_json::json!({"metadata": {"labels": {}, "annotations": {"a": "b"}, "finalizers": []}});
+        drop_empty_metadata(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"metadata": {"annotations": {"a": "b"}}})
+        );
     }
 
     #[test]

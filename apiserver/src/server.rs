@@ -54,6 +54,8 @@ pub struct Config {
     pub watch_cache_events: usize,
     pub default_not_ready_toleration_seconds: i64,
     pub default_unreachable_toleration_seconds: i64,
+    /// The Service ClusterIP range (`--service-cluster-ip-range`).
+    pub service_cidr: crate::allocator::ServiceCidr,
 }
 
 /// Errors that stop the server from starting.
@@ -120,6 +122,7 @@ pub async fn app(config: &Config, store: Arc<dyn Store>) -> Result<(Router, Rout
             default_not_ready_toleration_seconds: config.default_not_ready_toleration_seconds,
             default_unreachable_toleration_seconds: config.default_unreachable_toleration_seconds,
             advertise_address: config.bind.to_string(),
+            service_cidr: config.service_cidr,
         }),
         openapi: Arc::new(crate::openapi::OpenApiCache::new((*registry).clone())),
     };

@@ -31,6 +31,7 @@ async fn app() -> (Router, tempfile::TempDir) {
         watch_cache_events: 1024,
         default_not_ready_toleration_seconds: 300,
         default_unreachable_toleration_seconds: 300,
+        service_cidr: apiserver::allocator::ServiceCidr::parse("10.96.0.0/16").expect("cidr"),
     };
     let (full, _) = apiserver::server::app(&config, Arc::new(store))
         .await

@@ -141,7 +141,10 @@ pub(crate) async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> A
                 .delete(&ctx.key(name), Some(kv.mod_revision))
                 .await
             {
-                Ok(gone) => return Ok(with_revision(current, &gone)),
+                Ok(gone) => {
+                    super::services::release_deleted(ctx, &current).await;
+                    return Ok(with_revision(current, &gone));
+                }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(ApiError::from_store(e, &target)),
             }

@@ -3,6 +3,7 @@
 
 mod delete;
 mod read;
+mod services;
 mod subresource;
 mod watch;
 mod write;
@@ -34,6 +35,8 @@ pub struct HandlerConfig {
     pub default_unreachable_toleration_seconds: i64,
     /// The address clients reach the server on, for `/api`'s serverAddressByClientCIDRs.
     pub advertise_address: String,
+    /// Where Service ClusterIPs come from.
+    pub service_cidr: crate::allocator::ServiceCidr,
 }
 
 /// Everything a handler needs; cheap to clone.

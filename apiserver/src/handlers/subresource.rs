@@ -119,9 +119,13 @@ async fn scale_write(
                 });
             }
         }
-        let replicas = new_scale["spec"]["replicas"].as_i64().ok_or_else(|| {
-            ApiError::invalid_field("autoscaling", "Scale", name, "spec.replicas", "Required value")
-        })?;
+        // Go clients omit `replicas: 0` (omitempty): absent means zero.
+        let replicas = match &new_scale["spec"]["replicas"] {
+            Value::Null => 0,
+            v => v.as_i64().ok_or_else(|| {
+                ApiError::invalid_field("autoscaling", "Scale", name, "spec.replicas", "Invalid value: must be an integer")
+            })?,
+        };
         if replicas < 0 {
             return Err(ApiError::invalid_field(
                 "autoscaling",

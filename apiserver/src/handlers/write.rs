@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use super::read::{read_object, render_one};
-use super::{ok, Ctx, JsonResponse};
+use super::{ok, services, Ctx, JsonResponse};
 use crate::admission::{self, FieldValidation};
 use crate::error::{ApiError, ApiResult};
 use crate::objects::{self, decode_body, meta_mut};
@@ -161,12 +161,22 @@ async fn admit_and_store_new(
             warnings,
         });
     }
-    let kv = ctx
-        .state
-        .store
-        .create(&ctx.key(&name), encode(&obj)?)
-        .await
-        .map_err(|e| ApiError::from_store(e, &ctx.target(&name)))?;
+    let requested = services::reserve_requested(ctx, &obj).await?;
+    let allocated = match services::allocate(ctx, &mut obj).await {
+        Ok(a) => a,
+        Err(e) => {
+            requested.release(ctx).await;
+            return Err(e);
+        }
+    };
+    let kv = match ctx.state.store.create(&ctx.key(&name), encode(&obj)?).await {
+        Ok(kv) => kv,
+        Err(e) => {
+            requested.release(ctx).await;
+            allocated.release(ctx).await;
+            return Err(ApiError::from_store(e, &ctx.target(&name)));
+        }
+    };
     tracing::debug!(resource = ctx.def.plural, name = %name, rv = kv.mod_revision, "created");
     Ok(Written {
         resp: JsonResponse {
@@ -258,6 +268,7 @@ pub(crate) fn merge_update(
         let g = current["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
         objects::set_meta(&mut out, "generation", json!(g));
     }
+    services::carry_over(ctx, current, &mut out);
     admission::default(&ctx.def, &mut out);
     if ctx.def.group.is_empty() && ctx.def.kind == "Pod" {
         // Admission re-adds the default tolerations on update, as Kubernetes does.
@@ -291,14 +302,18 @@ pub(crate) async fn store_update(
         // A no-op write changes nothing, not even the revision.
         return Ok(current_obj.clone());
     }
-    let now = objects::now_rfc3339();
-    patch::record_update(
-        Some(current_obj),
-        &mut new,
-        &ctx.field_manager(),
-        &ctx.def.api_version(),
-        &now,
-    );
+    // Server-side apply already recorded its ownership; every other write is an Update.
+    let is_apply =
+        ctx.content_type().and_then(PatchType::from_content_type) == Some(PatchType::Apply);
+    if !is_apply {
+        patch::record_update(
+            Some(current_obj),
+            &mut new,
+            &ctx.field_manager(),
+            &ctx.def.api_version(),
+            &objects::now_rfc3339(),
+        );
+    }
     if ctx.query.is_dry_run() {
         return Ok(new);
     }
@@ -316,15 +331,27 @@ pub(crate) async fn store_update(
             .delete(&ctx.key(&name), Some(current.mod_revision))
             .await
             .map_err(|e| ApiError::from_store(e, &target))?;
+        services::release_deleted(ctx, current_obj).await;
         return Ok(with_revision(new, &kv));
     }
-    let kv = ctx
+    let reserved = services::reserve_changed(ctx, current_obj, &mut new).await?;
+    match ctx
         .state
         .store
         .update(&ctx.key(&name), encode(&new)?, current.mod_revision)
         .await
-        .map_err(|e| ApiError::from_store(e, &target))?;
-    Ok(with_revision(new, &kv))
+    {
+        Ok(kv) => {
+            services::no_longer_used(current_obj, Some(&new))
+                .release(ctx)
+                .await;
+            Ok(with_revision(new, &kv))
+        }
+        Err(e) => {
+            reserved.release(ctx).await;
+            Err(ApiError::from_store(e, &target))
+        }
+    }
 }
 
 pub(crate) fn namespace_finalizers_pending(ns: &Value) -> bool {
