@@ -149,9 +149,12 @@ pub fn decode_body(content_type: Option<&str>, body: &[u8]) -> ApiResult<Value> 
         serde_saphyr::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?
     } else if ct.contains("protobuf") {
-        return Err(ApiError::UnsupportedMediaType(
-            "protobuf bodies are not supported; send application/json".to_string(),
-        ));
+        crate::protobuf::decode(body).map_err(|e| match e {
+            crate::protobuf::ProtobufError::UnsupportedKind { .. } => {
+                ApiError::UnsupportedMediaType(format!("{e}; send this kind as application/json"))
+            }
+            other => ApiError::BadRequest(format!("cannot decode the protobuf body: {other}")),
+        })?
     } else {
         serde_json::from_slice(body).map_err(|e| {
             ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}"))

@@ -162,9 +162,8 @@ pub async fn app(config: &Config, store: Arc<dyn Store>) -> Result<(Router, Rout
             auth,
             crate::auth::authenticate,
         ))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            crate::objects::MAX_BODY_BYTES + 1,
-        ))
+        // Resource handlers read bodies themselves, to answer 413 with a Status.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(tower_http::trace::TraceLayer::new_for_http());
     Ok((full, api))
 }

@@ -23,6 +23,16 @@ pub(crate) struct DeleteOptions {
 }
 
 pub(crate) fn delete_options(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOptions> {
+    let v = if body.iter().any(|b| !b.is_ascii_whitespace()) {
+        Some(objects::decode_body(ctx.content_type(), body)?)
+    } else {
+        None
+    };
+    delete_options_from(ctx, v.as_ref())
+}
+
+/// `DeleteOptions` from an already decoded body (or none) plus the query.
+pub(crate) fn delete_options_from(ctx: &Ctx, body: Option<&Value>) -> ApiResult<DeleteOptions> {
     let mut o = DeleteOptions {
         grace_period_seconds: ctx.query.grace_period_seconds,
         propagation_policy: ctx.query.propagation_policy.clone(),
@@ -32,9 +42,7 @@ pub(crate) fn delete_options(ctx: &Ctx, body: &[u8]) -> ApiResult<DeleteOptions>
     if ctx.query.orphan_dependents == Some(true) && o.propagation_policy.is_none() {
         o.propagation_policy = Some("Orphan".into());
     }
-    if body.iter().any(|b| !b.is_ascii_whitespace()) {
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?;
+    if let Some(v) = body {
         if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
             o.grace_period_seconds = Some(g);
         }

@@ -10,7 +10,7 @@ mod write;
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query as AxQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -177,22 +177,50 @@ async fn legacy(
     State(state): State<ApiState>,
     method: Method,
     Path(rest): Path<String>,
-    AxQuery(query): AxQuery<Query>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    dispatch(state, true, method, rest, query, headers, body).await
+    dispatch(state, true, method, rest, uri, headers, body).await
 }
 
 async fn named(
     State(state): State<ApiState>,
     method: Method,
     Path(rest): Path<String>,
-    AxQuery(query): AxQuery<Query>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    dispatch(state, false, method, rest, query, headers, body).await
+    dispatch(state, false, method, rest, uri, headers, body).await
+}
+
+/// Reads a request body, refusing more than [`crate::objects::MAX_BODY_BYTES`]
+/// with a 413 Status. An oversized body is still drained (up to a hard cap)
+/// so the connection stays usable for the client's next request.
+async fn read_body(body: Body) -> ApiResult<Bytes> {
+    use http_body_util::BodyExt;
+    const DRAIN_CAP: usize = 64 * 1024 * 1024;
+    let limit = crate::objects::MAX_BODY_BYTES;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= limit {
+                buf.extend_from_slice(&data);
+            } else if seen > DRAIN_CAP {
+                break;
+            }
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::TooLarge(limit));
+    }
+    Ok(buf.freeze())
 }
 
 /// One resource request, resolved against the registry.
@@ -267,10 +295,21 @@ async fn dispatch(
     legacy: bool,
     method: Method,
     rest: String,
-    query: Query,
+    uri: axum::http::Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let query = match AxQuery::<Query>::try_from_uri(&uri) {
+        Ok(AxQuery(q)) => q,
+        Err(e) => {
+            return ApiError::BadRequest(format!("invalid query parameters: {}", e.body_text()))
+                .into_response()
+        }
+    };
+    let body = match read_body(body).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     let registry = state.registry.clone();
     let parsed = parse_path(legacy, &rest, |g, v, plural| {
         registry.find(g, v, plural).is_some_and(|d| d.namespaced)

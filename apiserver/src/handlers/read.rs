@@ -133,7 +133,8 @@ pub(crate) async fn list_objects(
 ) -> ApiResult<(Vec<Value>, i64, Option<String>)> {
     let prefix = ctx.collection_prefix();
     let limit = ctx.query.limit.filter(|l| *l > 0).map(|l| l as usize);
-    let mut start_after = match ctx
+    // A continued list reads at the revision of its first page.
+    let (mut start_after, mut at) = match ctx
         .query
         .continue_token
         .as_deref()
@@ -146,24 +147,26 @@ pub(crate) async fn list_objects(
                     "the continue token does not belong to this list".into(),
                 ));
             }
-            Some(tok.start)
+            (Some(tok.start), Some(tok.rv))
         }
-        None => None,
+        None => (None, None),
     };
     let target = ctx.target("");
     let mut items = Vec::new();
-    let mut revision = 0;
     let page = limit.map(|l| l.max(64)).unwrap_or(0);
     loop {
-        let res = ctx
-            .state
-            .store
-            .list(&prefix, start_after.as_deref(), page)
-            .await
-            .map_err(|e| ApiError::from_store(e, &target))?;
-        if revision == 0 {
-            revision = res.revision;
+        let res = match at {
+            Some(rv) => ctx.state.store.list_at(&prefix, start_after.as_deref(), page, rv).await,
+            None => ctx.state.store.list(&prefix, start_after.as_deref(), page).await,
         }
+        .map_err(|e| match e {
+            crate::store::StoreError::Compacted { .. } => ApiError::Gone(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
+            ),
+            other => ApiError::from_store(other, &target),
+        })?;
+        let revision = res.revision;
+        at = Some(revision);
         let mut last_key = None;
         for kv in &res.items {
             last_key = Some(kv.key.clone());

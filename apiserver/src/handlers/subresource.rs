@@ -230,11 +230,7 @@ async fn evict(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<JsonResponse> {
     } else {
         decode_body(ctx.content_type(), body)?
     };
-    let opts_body = eviction
-        .get("deleteOptions")
-        .map(|d| serde_json::to_vec(d).unwrap_or_default())
-        .unwrap_or_default();
-    let opts = super::delete::delete_options(ctx, &opts_body)?;
+    let opts = super::delete::delete_options_from(ctx, eviction.get("deleteOptions"))?;
     super::delete::delete_one(ctx, name, &opts).await?;
     Ok(JsonResponse {
         code: StatusCode::CREATED,

@@ -55,12 +55,80 @@ pub async fn run_all(store: Arc<dyn Store>, prefix: &str) {
     create_get_update_delete(&*store, &under("crud")).await;
     revisions_increase_strictly_across_keys(&*store, &under("revisions")).await;
     list_orders_pages_and_isolates_prefixes(&*store, &under("list")).await;
+    list_at_a_revision_ignores_later_writes(&*store, &under("list-at")).await;
     values_are_arbitrary_bytes(&*store, &under("bytes")).await;
     concurrent_updates_lose_nothing(store.clone(), &under("concurrent")).await;
     watch_replays_missed_events_then_follows_live_ones(&*store, &under("watch")).await;
     watch_isolates_prefixes(&*store, &under("watch-prefix")).await;
     delete_events_carry_the_last_value(&*store, &under("watch-delete")).await;
     compacted_history_cannot_be_watched(&*store, &under("compact")).await;
+}
+
+/// A list at a past revision shows the keys as they were then: later
+/// creates are absent, later updates and deletes are undone, and paging
+/// with `start_after` stays at that revision.
+pub async fn list_at_a_revision_ignores_later_writes(store: &dyn Store, prefix: &str) {
+    let a = ok(
+        store.create(&format!("{prefix}a"), bytes("a1")).await,
+        "create a",
+    );
+    ok(
+        store.create(&format!("{prefix}b"), bytes("b1")).await,
+        "create b",
+    );
+    let c = ok(
+        store.create(&format!("{prefix}c"), bytes("c1")).await,
+        "create c",
+    );
+    let at = c.mod_revision;
+    ok(
+        store.update(&a.key, bytes("a2"), a.mod_revision).await,
+        "update a",
+    );
+    ok(store.delete(&format!("{prefix}b"), None).await, "delete b");
+    ok(
+        store.create(&format!("{prefix}d"), bytes("d1")).await,
+        "create d",
+    );
+    let then = ok(
+        store.list_at(prefix, None, 0, at).await,
+        "list at a past revision",
+    );
+    let seen: Vec<(String, Bytes)> = then
+        .items
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (format!("{prefix}a"), bytes("a1")),
+            (format!("{prefix}b"), bytes("b1")),
+            (format!("{prefix}c"), bytes("c1")),
+        ],
+        "the list as it stood at revision {at}"
+    );
+    assert_eq!(then.revision, at, "list_at reports the revision it read at");
+    let page = ok(
+        store
+            .list_at(prefix, Some(&format!("{prefix}a")), 1, at)
+            .await,
+        "a later page at the same revision",
+    );
+    assert_eq!(page.items.len(), 1, "limit 1");
+    assert_eq!(page.items[0].value, bytes("b1"), "b as it was");
+    assert!(page.more, "c follows");
+    let now = ok(store.list(prefix, None, 0).await, "list now");
+    let keys: Vec<&str> = now.items.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            format!("{prefix}a"),
+            format!("{prefix}c"),
+            format!("{prefix}d")
+        ],
+        "the list today"
+    );
 }
 
 /// Single-key semantics: `get` of an absent key, `create` then

@@ -550,6 +550,87 @@ impl Store for EmbeddedStore {
         .map_err(unavailable)?
     }
 
+    async fn list_at(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: Revision,
+    ) -> Result<ListResult> {
+        let db = self.db.clone();
+        let prefix = prefix.to_string();
+        let start_after = start_after.map(str::to_string);
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let meta = txn.open_table(META).map_err(unavailable)?;
+            let read = |k: &str| -> Result<Revision> {
+                Ok(meta
+                    .get(k)
+                    .map_err(unavailable)?
+                    .map(|v| v.value() as Revision)
+                    .unwrap_or(0))
+            };
+            let (now, compacted) = (read(META_REVISION)?, read(META_COMPACTED)?);
+            if revision < compacted {
+                return Err(StoreError::Compacted {
+                    requested: revision,
+                    oldest: compacted,
+                });
+            }
+            // Today's keys, then every change after `revision` undone, oldest first wins.
+            let kv = txn.open_table(KV).map_err(unavailable)?;
+            let mut state = std::collections::BTreeMap::new();
+            for item in kv.range(prefix.as_str()..).map_err(unavailable)? {
+                let (k, v) = item.map_err(unavailable)?;
+                if !k.value().starts_with(&prefix) {
+                    break;
+                }
+                state.insert(k.value().to_string(), decode_kv(k.value(), v.value())?);
+            }
+            if revision < now {
+                let log = txn.open_table(LOG).map_err(unavailable)?;
+                let mut undone = std::collections::BTreeSet::new();
+                for item in log
+                    .range((revision + 1) as u64..=now as u64)
+                    .map_err(unavailable)?
+                {
+                    let (_, v) = item.map_err(unavailable)?;
+                    let ev = decode_event(v.value())?;
+                    if !ev.kv.key.starts_with(&prefix) || !undone.insert(ev.kv.key.clone()) {
+                        continue;
+                    }
+                    match (ev.kind, ev.prev) {
+                        (_, Some(prev)) => {
+                            state.insert(ev.kv.key.clone(), prev);
+                        }
+                        (_, None) => {
+                            state.remove(&ev.kv.key);
+                        }
+                    }
+                }
+            }
+            let mut items = Vec::new();
+            let mut more = false;
+            for (key, kv) in state {
+                if start_after.as_deref().is_some_and(|s| key.as_str() <= s) {
+                    continue;
+                }
+                if limit > 0 && items.len() == limit {
+                    more = true;
+                    break;
+                }
+                items.push(kv);
+            }
+            Ok(ListResult {
+                items,
+                revision: revision.min(now),
+                more,
+            })
+        })
+        .await
+        .map_err(unavailable)?
+    }
+
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue> {
         self.write(WriteOp::Create {
             key: key.to_string(),

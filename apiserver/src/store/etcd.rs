@@ -240,6 +240,58 @@ impl EtcdStore {
         }
     }
 
+    /// A range read, at `revision` when given (etcd keeps MVCC history
+    /// until compaction).
+    async fn range_list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: Option<Revision>,
+    ) -> Result<ListResult> {
+        let Some((start, end)) = self.range(prefix, start_after) else {
+            return Ok(ListResult {
+                items: Vec::new(),
+                revision: match revision {
+                    Some(r) => r,
+                    None => self.current_revision().await?,
+                },
+                more: false,
+            });
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut options = GetOptions::new().with_range(end).with_limit(limit);
+        if let Some(r) = revision {
+            options = options.with_revision(r);
+        }
+        let mut kv = self.kv.clone();
+        let mut resp = match self.call("list", kv.get(start, Some(options))).await {
+            Ok(r) => r,
+            Err(err) if err.is_compacted() => {
+                return Err(StoreError::Compacted {
+                    requested: revision.unwrap_or_default(),
+                    oldest: revision.unwrap_or_default() + 1,
+                })
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let revision = match revision {
+            Some(r) => r,
+            None => header_revision("list", resp.header())?,
+        };
+        let more = resp.more();
+        let items = resp
+            .take_kvs()
+            .into_iter()
+            .map(|kv| self.convert(kv))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ListResult {
+            items,
+            revision,
+            more,
+        })
+    }
+
     /// Runs one etcd request under the request timeout.
     async fn call<T>(
         &self,
@@ -381,29 +433,18 @@ impl Store for EtcdStore {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<ListResult> {
-        let Some((start, end)) = self.range(prefix, start_after) else {
-            return Ok(ListResult {
-                items: Vec::new(),
-                revision: self.current_revision().await?,
-                more: false,
-            });
-        };
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let options = GetOptions::new().with_range(end).with_limit(limit);
-        let mut kv = self.kv.clone();
-        let mut resp = self.call("list", kv.get(start, Some(options))).await?;
-        let revision = header_revision("list", resp.header())?;
-        let more = resp.more();
-        let items = resp
-            .take_kvs()
-            .into_iter()
-            .map(|kv| self.convert(kv))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(ListResult {
-            items,
-            revision,
-            more,
-        })
+        self.range_list(prefix, start_after, limit, None).await
+    }
+
+    async fn list_at(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: Revision,
+    ) -> Result<ListResult> {
+        self.range_list(prefix, start_after, limit, Some(revision))
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip(self, value), fields(len = value.len()))]

@@ -124,6 +124,18 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<ListResult>;
 
+    /// Lists as [`Store::list`] does, but as the keys stood at `revision`
+    /// (so the pages of one list stay consistent while writes go on). Fails
+    /// with [`StoreError::Compacted`] when that revision's history is gone.
+    /// `ListResult::revision` is `revision`.
+    async fn list_at(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: Revision,
+    ) -> Result<ListResult>;
+
     /// Creates a key that must not exist yet.
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue>;
 

@@ -163,11 +163,11 @@ fn validate_container(
         push_invalid(errs, child(path, "name"), name, names::dns1123_label(name));
     }
     let image = str_of(c, "image");
+    // Every container needs an image, in pods and templates alike; only pods
+    // are held to the whitespace rule (templates may carry a placeholder).
     if image.is_empty() {
-        if of == SpecOf::Pod {
-            errs.push(FieldError::required(child(path, "image"), ""));
-        }
-    } else if image.trim() != image {
+        errs.push(FieldError::required(child(path, "image"), ""));
+    } else if of == SpecOf::Pod && image.trim() != image {
         errs.push(FieldError::invalid(
             child(path, "image"),
             image,

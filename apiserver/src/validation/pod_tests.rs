@@ -135,10 +135,18 @@ fn requests_above_limits_name_the_limit() {
 }
 
 #[test]
-fn templates_may_leave_the_image_empty() {
+fn templates_need_an_image_but_may_pad_it_with_spaces() {
     let mut errs = Vec::new();
     validate_pod_template(
         &json!({"spec": {"containers": [{"name": "a"}]}}),
+        "spec.template",
+        &mut errs,
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].field, "spec.template.spec.containers[0].image");
+    let mut errs = Vec::new();
+    validate_pod_template(
+        &json!({"spec": {"containers": [{"name": "a", "image": " busybox "}]}}),
         "spec.template",
         &mut errs,
     );
