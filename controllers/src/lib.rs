@@ -1,10 +1,99 @@
-//! skiff's controller manager: ReplicaSets, Deployments, garbage collection,
-//! namespaces, node lifecycle, endpoints and autoscaling.
+//! skiff's controller manager: ReplicaSets, Deployments, garbage collection
+//! and namespace lifecycle.
 //!
 //! Owns: one reconcile loop per controller, built on `kube-runtime`. Talks to
 //! the cluster only through the Kubernetes API with `kube`; it must never depend
 //! on the `apiserver` crate.
 
-/// Configuration of the controller manager (filled in by the controllers issue).
-#[derive(Debug, Clone, Default)]
-pub struct Config {}
+mod claim;
+pub mod deployment;
+mod events;
+mod expectations;
+pub mod gc;
+pub mod namespace;
+mod podutil;
+mod podwatch;
+pub mod replicaset;
+mod resources;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Configuration of the controller manager.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long a node may go without renewing its Lease before it is
+    /// marked NotReady/Unknown (`--node-monitor-grace-period`).
+    pub node_monitor_grace_period: Duration,
+    /// How long a controller waits for its watch to report the pods it
+    /// created or deleted before acting again anyway (Kubernetes: 5m).
+    pub expectations_timeout: Duration,
+    /// Pause before restarting a controller whose loop ended or failed.
+    pub restart_backoff: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_monitor_grace_period: Duration::from_secs(40),
+            expectations_timeout: Duration::from_secs(300),
+            restart_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What can stop the controller manager.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A controller task panicked or was cancelled.
+    #[error("controller {name} stopped: {source}")]
+    Task {
+        name: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+/// Runs every controller until the process ends. A controller whose loop
+/// ends (its watches failed for good) is logged and restarted after
+/// `config.restart_backoff`; one controller never brings the others down.
+pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
+    let mut tasks = Vec::new();
+    macro_rules! spawn {
+        ($name:literal, $f:path) => {{
+            let (client, config) = (client.clone(), config.clone());
+            tasks.push((
+                $name,
+                tokio::spawn(supervise($name, config.restart_backoff, move || {
+                    let (client, config) = (client.clone(), config.clone());
+                    async move { $f(client, &config).await }
+                })),
+            ));
+        }};
+    }
+    spawn!("replicaset", replicaset::run);
+    spawn!("deployment", deployment::run);
+    spawn!("garbage-collector", gc::run);
+    spawn!("namespace", namespace::run);
+    for (name, task) in tasks {
+        task.await.map_err(|source| Error::Task { name, source })?;
+    }
+    Ok(())
+}
+
+async fn supervise<F, Fut>(name: &'static str, backoff: Duration, mut start: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let result = tokio::spawn(start()).await;
+        match result {
+            Ok(()) => tracing::warn!(controller = name, "controller loop ended; restarting"),
+            Err(e) => {
+                tracing::error!(controller = name, error = %e, "controller crashed; restarting")
+            }
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}

@@ -1,12 +1,24 @@
-//! Starts the controller manager (owned by the controllers issue).
+//! Starts the controller manager: ReplicaSets, Deployments, garbage
+//! collection and namespace lifecycle, each behind its own kube-rs client
+//! built from the kubeconfig.
 
 use std::path::Path;
 
 use anyhow::Result;
 
 pub async fn start(
-    _kubeconfig: &Path,
-    _cp: &crate::cli::ControlPlaneArgs,
+    kubeconfig: &Path,
+    cp: &crate::cli::ControlPlaneArgs,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
-    Ok(Vec::new())
+    let client = super::client_from_kubeconfig(kubeconfig).await?;
+    let config = controllers::Config {
+        node_monitor_grace_period: cp.node_monitor_grace_period,
+        ..controllers::Config::default()
+    };
+    let task = tokio::spawn(async move {
+        if let Err(error) = controllers::run(client, config).await {
+            tracing::error!(%error, "the controller manager stopped");
+        }
+    });
+    Ok(vec![task])
 }
