@@ -1,7 +1,8 @@
 //! API-server and store benchmark (a benchmark, not a timed test).
 //!
 //! Starts one real etcd and measures, interleaved in the same run:
-//! - raw etcd puts (~1 KiB values, etcd-client) at concurrency C and 1: the ceiling;
+//! - raw etcd through etcd-client (the ceiling): puts of ~1 KiB values at
+//!   concurrency C and 1 and paced, gets, and prefix ranges of 100 / 1,000;
 //! - two `skiff up --nodes 0` clusters, one on the embedded store and one on
 //!   `--store etcd` against the same etcd, each through the real HTTPS API with
 //!   one shared kube-rs client: creates/s at C and 1, create latency under a
@@ -72,9 +73,7 @@ impl Opts {
                 );
                 std::process::exit(0);
             }
-            let value = it
-                .next()
-                .with_context(|| format!("{flag} needs a value"))?;
+            let value = it.next().with_context(|| format!("{flag} needs a value"))?;
             let n: usize = value
                 .parse()
                 .with_context(|| format!("{flag} {value}: not a number"))?;
@@ -149,12 +148,7 @@ impl Results {
     fn all(&self, row: &str, col: &str) -> String {
         self.0
             .get(&(row.to_string(), col.to_string()))
-            .map(|v| {
-                v.iter()
-                    .map(|x| fmt(*x))
-                    .collect::<Vec<_>>()
-                    .join(" / ")
-            })
+            .map(|v| v.iter().map(|x| fmt(*x)).collect::<Vec<_>>().join(" / "))
             .unwrap_or_default()
     }
 }
@@ -351,23 +345,7 @@ async fn round_backend(
         }
     })
     .await?;
-    let r = o.rate;
-    res.add(&format!("paced {r}/s: achieved/s"), col, sched.rate());
-    res.add(
-        &format!("paced {r}/s: create p50 ms (from schedule)"),
-        col,
-        sched.pct(50.0),
-    );
-    res.add(
-        &format!("paced {r}/s: create p99 ms (from schedule)"),
-        col,
-        sched.pct(99.0),
-    );
-    res.add(
-        &format!("paced {r}/s: create p99 ms (from send)"),
-        col,
-        sent.pct(99.0),
-    );
+    add_paced(res, o.rate, col, &sched, &sent);
 
     let l1000 = Api::<ConfigMap>::namespaced(b.client.clone(), "bench-l1000");
     let api = l1000.clone();
@@ -413,6 +391,7 @@ async fn round_raw(
     rep: usize,
     res: &mut Results,
 ) -> Result<()> {
+    const RAW: &str = "raw etcd";
     for (c, n) in [(o.concurrency, o.creates), (1, o.serial)] {
         let kv = etcd.kv_client();
         let v = value.clone();
@@ -427,15 +406,116 @@ async fn round_raw(
             }
         })
         .await?;
-        res.add(&format!("creates/s, C={c}"), "raw etcd put", s.rate());
-        res.add(&format!("create p50 ms, C={c}"), "raw etcd put", s.pct(50.0));
-        res.add(&format!("create p99 ms, C={c}"), "raw etcd put", s.pct(99.0));
+        res.add(&format!("creates/s, C={c}"), RAW, s.rate());
+        res.add(&format!("create p50 ms, C={c}"), RAW, s.pct(50.0));
+        res.add(&format!("create p99 ms, C={c}"), RAW, s.pct(99.0));
+    }
+
+    let kv = etcd.kv_client();
+    let v = value.clone();
+    let (sched, sent) = open_loop(o.rate, o.paced_secs, move |i| {
+        let mut kv = kv.clone();
+        let v = v.clone();
+        async move {
+            kv.put(format!("/bench-raw/{rep}/paced/{i}"), v.as_bytes(), None)
+                .await
+                .context("etcd put")?;
+            Ok(())
+        }
+    })
+    .await?;
+    add_paced(res, o.rate, RAW, &sched, &sent);
+
+    let kv = etcd.kv_client();
+    let s = closed_loop(o.gets, 1, move |i| {
+        let mut kv = kv.clone();
+        async move {
+            let r = kv
+                .get(format!("/bench-raw-l1000/cm-{}", (i * 7919) % 1000), None)
+                .await
+                .context("etcd get")?;
+            if r.kvs().len() != 1 {
+                bail!("etcd get found {} keys", r.kvs().len());
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    res.add("get p50 ms, C=1", RAW, s.pct(50.0));
+    res.add("get p99 ms, C=1", RAW, s.pct(99.0));
+
+    for (n, lists) in [(100, o.lists * 5), (1000, o.lists)] {
+        let kv = etcd.kv_client();
+        let s = closed_loop(lists, 1, move |_| {
+            let mut kv = kv.clone();
+            async move {
+                let r = kv
+                    .get(
+                        format!("/bench-raw-l{n}/"),
+                        Some(etcd_client::GetOptions::new().with_prefix()),
+                    )
+                    .await
+                    .context("etcd range")?;
+                if r.kvs().len() != n {
+                    bail!("etcd range found {} keys, want {n}", r.kvs().len());
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        res.add(&format!("list {n} p50 ms"), RAW, s.pct(50.0));
+        res.add(&format!("list {n} p99 ms"), RAW, s.pct(99.0));
     }
     Ok(())
 }
 
+/// Prefills the keys raw etcd gets and ranges read.
+async fn setup_raw(etcd: &etcd_client::Client, o: &Opts, value: &Arc<String>) -> Result<()> {
+    for n in [100usize, 1000] {
+        let kv = etcd.kv_client();
+        let v = value.clone();
+        closed_loop(n, o.concurrency, move |i| {
+            let mut kv = kv.clone();
+            let v = v.clone();
+            async move {
+                kv.put(format!("/bench-raw-l{n}/cm-{i}"), v.as_bytes(), None)
+                    .await
+                    .context("etcd put")?;
+                Ok(())
+            }
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+fn add_paced(res: &mut Results, rate: u64, col: &str, sched: &Sample, sent: &Sample) {
+    let r = rate;
+    res.add(&format!("paced {r}/s: achieved/s"), col, sched.rate());
+    res.add(
+        &format!("paced {r}/s: create p50 ms (from schedule)"),
+        col,
+        sched.pct(50.0),
+    );
+    res.add(
+        &format!("paced {r}/s: create p99 ms (from schedule)"),
+        col,
+        sched.pct(99.0),
+    );
+    res.add(
+        &format!("paced {r}/s: create p50 ms (from send)"),
+        col,
+        sent.pct(50.0),
+    );
+    res.add(
+        &format!("paced {r}/s: create p99 ms (from send)"),
+        col,
+        sent.pct(99.0),
+    );
+}
+
 fn print_table(o: &Opts, res: &Results) {
-    let cols = ["raw etcd put", "embedded", "etcd"];
+    let cols = ["raw etcd", "embedded", "etcd"];
     let c = o.concurrency;
     let r = o.rate;
     let rows = [
@@ -448,6 +528,7 @@ fn print_table(o: &Opts, res: &Results) {
         format!("paced {r}/s: achieved/s"),
         format!("paced {r}/s: create p50 ms (from schedule)"),
         format!("paced {r}/s: create p99 ms (from schedule)"),
+        format!("paced {r}/s: create p50 ms (from send)"),
         format!("paced {r}/s: create p99 ms (from send)"),
         "get p50 ms, C=1".to_string(),
         "get p99 ms, C=1".to_string(),
@@ -458,11 +539,11 @@ fn print_table(o: &Opts, res: &Results) {
     ];
     let cell = |row: &str, col: &str| res.median(row, col).map(fmt).unwrap_or_else(|| "–".into());
     println!(
-        "Medians of {} rounds. Columns: raw etcd puts (etcd-client, the ceiling); skiff on the \
+        "Medians of {} rounds. Columns: raw etcd via etcd-client (put, get, prefix range: the ceiling); skiff on the \
          embedded store; skiff on `--store etcd` (same etcd).\n",
         o.reps
     );
-    println!("| metric | raw etcd put | skiff embedded | skiff etcd |");
+    println!("| metric | raw etcd | skiff embedded | skiff etcd |");
     println!("|---|---:|---:|---:|");
     for row in &rows {
         println!(
@@ -496,7 +577,7 @@ fn print_table(o: &Opts, res: &Results) {
     }
     println!();
     println!("Per-round values (round 1 / 2 / …), for the spread:\n");
-    println!("| metric | raw etcd put | skiff embedded | skiff etcd |");
+    println!("| metric | raw etcd | skiff embedded | skiff etcd |");
     println!("|---|---:|---:|---:|");
     for row in &rows {
         println!(
@@ -527,6 +608,7 @@ async fn run(o: Opts, etcd: &Etcd, embedded: &Cluster, on_etcd: &Cluster) -> Res
         eprintln!("setting up {} (prefill 100 + 1000, warm-up 300)", b.name);
         setup_backend(b, &o, &value).await?;
     }
+    setup_raw(&raw, &o, &value).await?;
     let mut res = Results::default();
     for rep in 0..o.reps {
         eprintln!("round {}/{}: raw etcd", rep + 1, o.reps);
