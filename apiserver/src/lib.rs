@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod error;
 pub mod handlers;
 pub mod metrics;
+pub mod namespaces;
 pub mod objects;
 pub mod openapi;
 pub mod patch;

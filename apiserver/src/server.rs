@@ -112,6 +112,7 @@ async fn open_store(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> 
 pub async fn app(config: &Config, store: Arc<dyn Store>) -> Result<(Router, Router), ServerError> {
     let registry = Arc::new(Registry::builtin());
     let cache = WatchCache::start(store.clone(), "/registry/", config.watch_cache_events).await?;
+    let namespaces = crate::namespaces::NamespaceCache::start(store.clone(), cache.clone()).await?;
     let metrics = Arc::new(Metrics::new());
     let state = ApiState {
         store: store.clone(),
@@ -125,6 +126,7 @@ pub async fn app(config: &Config, store: Arc<dyn Store>) -> Result<(Router, Rout
             service_cidr: config.service_cidr,
         }),
         openapi: Arc::new(crate::openapi::OpenApiCache::new((*registry).clone())),
+        namespaces,
     };
     let api = handlers::router(state);
     let ready_store = store.clone();

@@ -48,6 +48,7 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     pub config: Arc<HandlerConfig>,
     pub openapi: Arc<openapi::OpenApiCache>,
+    pub namespaces: crate::namespaces::NamespaceCache,
 }
 
 /// The whole API as an axum router (authentication and metrics layers are

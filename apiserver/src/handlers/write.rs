@@ -65,17 +65,28 @@ async fn check_namespace_open(ctx: &Ctx, name: &str) -> ApiResult<()> {
     let Some(ns) = ctx.info.namespace.as_deref().filter(|_| ctx.def.namespaced) else {
         return Ok(());
     };
-    let key = format!("/registry/core/namespaces/{ns}");
-    let target = crate::error::Target::new("", "namespaces", ns);
-    let kv = ctx
-        .state
-        .store
-        .get(&key)
-        .await
-        .map_err(|e| ApiError::from_store(e, &target))?
-        .ok_or(ApiError::NotFound(target))?;
-    let obj: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
-    if objects::is_deleting(&obj) {
+    let phase = match ctx.state.namespaces.get(ns) {
+        Some(p) => p,
+        None => {
+            // Not seen yet (created a moment ago?): ask the store.
+            let key = format!("/registry/core/namespaces/{ns}");
+            let target = crate::error::Target::new("", "namespaces", ns);
+            let kv = ctx
+                .state
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| ApiError::from_store(e, &target))?
+                .ok_or(ApiError::NotFound(target))?;
+            let obj: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
+            ctx.state.namespaces.note(ns, Some(&obj));
+            ctx.state
+                .namespaces
+                .get(ns)
+                .unwrap_or(crate::namespaces::Phase::Active)
+        }
+    };
+    if phase == crate::namespaces::Phase::Terminating {
         return Err(ApiError::Forbidden(format!(
             "{} {name:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
             ctx.def.plural
