@@ -1,8 +1,16 @@
 //! skiff's node agent: registers a Node, heartbeats its Lease and runs bound pods.
 //!
-//! Owns: the runtime abstraction (containerd and simulated nodes), pod sync,
-//! probes, logs/exec streams and stats. Talks to the cluster only through the
-//! Kubernetes API with `kube`; it must never depend on the `apiserver` crate.
+//! Owns: the runtime abstraction ([`runtime::Runtime`], with containerd and
+//! simulated implementations), pod sync, probes, logs/exec streams and stats.
+//! Today it ships the simulated nodes ([`sim`]), kwok-style, used by scale
+//! tests. Talks to the cluster only through the Kubernetes API with `kube`; it
+//! must never depend on the `apiserver` crate.
+
+pub mod runtime;
+pub mod sim;
+mod time;
+
+pub use sim::{run_sim_nodes, SimConfig, SimNode};
 
 /// Configuration of one node agent (filled in by the kubelet issue).
 #[derive(Debug, Clone, Default)]

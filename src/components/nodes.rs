@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 
 /// What `skiff up` / `skiff agent` ask of the node agents.
 #[derive(Clone, Debug)]
@@ -16,7 +16,33 @@ pub struct NodeOptions {
     pub runtime: crate::cli::Runtime,
 }
 
-/// Starts the node agents; returns their tasks (empty when unsupported yet).
-pub async fn start_nodes(_opts: NodeOptions) -> Result<Vec<tokio::task::JoinHandle<()>>> {
-    Ok(Vec::new())
+/// The simulated nodes' configuration: `{name}-{i}` for `count > 1`, else `name`.
+fn sim_config(opts: &NodeOptions) -> kubelet::SimConfig {
+    if opts.count == 1 {
+        kubelet::SimConfig::new(vec![kubelet::SimNode::named(opts.name.clone())])
+    } else {
+        kubelet::SimConfig::numbered(&format!("{}-", opts.name), opts.count)
+    }
+}
+
+/// Starts the node agents; returns once every Node is registered.
+pub async fn start_nodes(opts: NodeOptions) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    match opts.runtime {
+        crate::cli::Runtime::Containerd => {
+            bail!("the containerd runtime is not available yet; use --runtime sim")
+        }
+        crate::cli::Runtime::Sim => {}
+    }
+    if opts.count == 0 {
+        return Ok(Vec::new());
+    }
+    let client = crate::components::client_from_kubeconfig(&opts.kubeconfig).await?;
+    let nodes = kubelet::sim::SimNodes::register(client, sim_config(&opts))
+        .await
+        .context("cannot register the simulated nodes")?;
+    Ok(vec![tokio::spawn(async move {
+        if let Err(e) = nodes.run().await {
+            tracing::error!(error = %e, "the simulated nodes stopped");
+        }
+    })])
 }
