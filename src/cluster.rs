@@ -113,7 +113,6 @@ fn ensure_tokens(dir: &DataDir) -> Result<(String, String)> {
     let node = apiserver::auth::random_token();
     let text = format!("{admin},admin,system:masters\n{node},system:node-bootstrap,system:nodes\n");
     write_private(&path, &text)?;
-    write_private(&dir.node_token(), &format!("{node}\n"))?;
     Ok((admin, node))
 }
 
@@ -131,17 +130,22 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
 }
 
 fn write_kubeconfig(dir: &DataDir, server: &str, ca_pem: &str, token: &str) -> Result<()> {
+    write_kubeconfig_file(&dir.kubeconfig(), server, ca_pem, token)
+}
+
+/// A kubeconfig for `server`, trusting `ca_pem`, authenticating with `token`.
+pub fn write_kubeconfig_file(path: &Path, server: &str, ca_pem: &str, token: &str) -> Result<()> {
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     let config = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "skiff", "cluster": {"server": server, "certificate-authority-data": ca}}],
-        "users": [{"name": "skiff-admin", "user": {"token": token}}],
-        "contexts": [{"name": "skiff", "context": {"cluster": "skiff", "user": "skiff-admin"}}],
+        "users": [{"name": "skiff-user", "user": {"token": token}}],
+        "contexts": [{"name": "skiff", "context": {"cluster": "skiff", "user": "skiff-user"}}],
         "current-context": "skiff",
     });
     let yaml = serde_saphyr::to_string(&config).context("cannot render the kubeconfig")?;
-    write_private(&dir.kubeconfig(), &yaml)
+    write_private(path, &yaml)
 }
 
 fn server_config(
@@ -189,7 +193,7 @@ async fn serve_control_plane(cp: &ControlPlaneArgs, up: Option<&UpArgs>) -> Resu
     let started = Instant::now();
     let dir = DataDir::resolve(cp.data_dir.as_deref())?;
     let _lock = lock_data_dir(&dir)?;
-    let (admin, _node) = ensure_tokens(&dir)?;
+    let (admin, node_token) = ensure_tokens(&dir)?;
     let tokens = std::fs::read_to_string(dir.tokens()).context("cannot read the token file")?;
     let config = server_config(
         cp,
@@ -218,12 +222,17 @@ async fn serve_control_plane(cp: &ControlPlaneArgs, up: Option<&UpArgs>) -> Resu
     let ca =
         std::fs::read_to_string(dir.pki().join("ca.crt")).context("cannot read the cluster CA")?;
     write_kubeconfig(&dir, &url, &ca, &admin)?;
+    write_private(
+        &dir.node_token(),
+        &format!("{}\n", crate::join::node_token(&ca, &node_token)),
+    )?;
     println!("skiff: store {store_name} ready");
     println!(
         "skiff: API server ready at {url} ({:.2}s)",
         started.elapsed().as_secs_f64()
     );
-    let mut tasks = crate::components::start_control_plane(&dir.kubeconfig(), cp).await?;
+    let mut tasks =
+        crate::components::start_control_plane(&dir.kubeconfig(), cp, &server.metrics).await?;
     if let Some(up) = up.filter(|u| u.nodes > 0) {
         let node_started = Instant::now();
         tasks.extend(
@@ -287,17 +296,40 @@ async fn wait_for_signal() -> Result<()> {
 }
 
 async fn agent(args: AgentArgs) -> Result<()> {
-    std::fs::metadata(&args.token_file).with_context(|| {
+    let text = std::fs::read_to_string(&args.token_file).with_context(|| {
         format!(
             "cannot read the token file {}: copy DATA_DIR/node-token from the server",
             args.token_file.display()
         )
     })?;
-    bail!(
-        "the node agent for {} ({:?} runtime) is not part of this build yet; run `skiff server` for the control plane",
+    let (ca_hash, token) = crate::join::parse_node_token(&text)?;
+    let dir = DataDir::resolve(args.data_dir.as_deref())?;
+    let _lock = lock_data_dir(&dir)?;
+    let ca = crate::join::fetch_ca(&args.server, &ca_hash).await?;
+    let kubeconfig = dir.root.join("agent-kubeconfig.yaml");
+    crate::join::write_agent_kubeconfig(&kubeconfig, &args.server, &ca, &token)?;
+    let started = Instant::now();
+    let tasks = crate::components::start_nodes(crate::components::NodeOptions {
+        kubeconfig,
+        data_dir: dir.root.join("nodes"),
+        count: 1,
+        name: args.node_name.clone(),
+        runtime: args.runtime,
+    })
+    .await?;
+    println!(
+        "skiff: node {} joined {} ({:.2}s)",
         args.node_name,
-        args.runtime
-    )
+        args.server,
+        started.elapsed().as_secs_f64()
+    );
+    wait_for_signal().await?;
+    println!("skiff: stopping node {}", args.node_name);
+    for t in &tasks {
+        t.abort();
+    }
+    let _ = std::fs::remove_file(dir.pid());
+    Ok(())
 }
 
 async fn down(args: DownArgs) -> Result<()> {

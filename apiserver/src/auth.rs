@@ -104,7 +104,9 @@ pub struct Auth {
 }
 
 fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/livez" | "/readyz")
+    // Probes, and the cluster CA (public by nature; agents check it against
+    // the hash in their node token).
+    matches!(path, "/healthz" | "/livez" | "/readyz" | "/cacerts")
         || path.starts_with("/healthz/")
         || path.starts_with("/livez/")
         || path.starts_with("/readyz/")

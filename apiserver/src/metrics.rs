@@ -39,9 +39,14 @@ struct DurationLabels {
     subresource: String,
 }
 
+/// Text from another in-process component's registry, served on the same
+/// `/metrics` (the scheduler and controllers run inside `skiff up`).
+pub type Collector = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// The registry and the request metrics.
 pub struct Metrics {
     registry: Mutex<Registry>,
+    collectors: Mutex<Vec<Collector>>,
     requests: Family<TotalLabels, Counter>,
     durations: Family<DurationLabels, Histogram>,
 }
@@ -72,6 +77,7 @@ impl Metrics {
         );
         Self {
             registry: Mutex::new(registry),
+            collectors: Mutex::new(Vec::new()),
             requests,
             durations,
         }
@@ -100,15 +106,32 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
+    /// Adds another component's metrics to this server's `/metrics`.
+    pub fn add_collector(&self, collector: Collector) {
+        self.collectors.lock().unwrap_or_else(|p| p.into_inner()).push(collector);
+    }
+
+    /// The OpenMetrics text exposition: this server's metrics, then every
+    /// collector's, with one `# EOF` at the end.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
             out.clear();
         }
-        out
+        drop(registry);
+        let collectors = self.collectors.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut text = strip_eof(&out).to_string();
+        for c in collectors {
+            text.push_str(strip_eof(&c()));
+        }
+        text.push_str("# EOF\n");
+        text
     }
+}
+
+fn strip_eof(text: &str) -> &str {
+    text.strip_suffix("# EOF\n").unwrap_or(text)
 }
 
 /// Middleware recording every resource request.

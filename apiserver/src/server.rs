@@ -80,6 +80,8 @@ pub enum ServerError {
 pub struct RunningServer {
     pub local_addr: SocketAddr,
     pub store: Arc<dyn Store>,
+    /// The server's metrics; other in-process components add theirs here.
+    pub metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -110,10 +112,18 @@ async fn open_store(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> 
 
 /// Builds the full application (API, health, metrics, auth) over a store.
 pub async fn app(config: &Config, store: Arc<dyn Store>) -> Result<(Router, Router), ServerError> {
+    app_with_metrics(config, store, Arc::new(Metrics::new())).await
+}
+
+/// [`app`] with a metrics registry the caller keeps.
+pub async fn app_with_metrics(
+    config: &Config,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+) -> Result<(Router, Router), ServerError> {
     let registry = Arc::new(Registry::builtin());
     let cache = WatchCache::start(store.clone(), "/registry/", config.watch_cache_events).await?;
     let namespaces = crate::namespaces::NamespaceCache::start(store.clone(), cache.clone()).await?;
-    let metrics = Arc::new(Metrics::new());
     let state = ApiState {
         store: store.clone(),
         registry: registry.clone(),
@@ -130,7 +140,9 @@ pub async fn app(config: &Config, store: Arc<dyn Store>) -> Result<(Router, Rout
     };
     let api = handlers::router(state);
     let ready_store = store.clone();
+    let ca_pem = std::fs::read_to_string(Pki::in_dir(&config.pki_dir).ca_cert).unwrap_or_default();
     let health = Router::new()
+        .route("/cacerts", get(move || async move { ca_pem }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
         .route(
@@ -219,7 +231,8 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         .map_err(|e| ServerError::Bootstrap(e.to_string()))??;
     let tls_config = tls::server_config(&pki)?;
     let store = open_store(&config.store).await?;
-    let (app, api) = app(&config, store.clone()).await?;
+    let metrics = Arc::new(Metrics::new());
+    let (app, api) = app_with_metrics(&config, store.clone(), metrics.clone()).await?;
     bootstrap(&api).await?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
     let (shutdown, mut stop) = watch::channel(false);
@@ -270,6 +283,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     Ok(RunningServer {
         local_addr,
         store,
+        metrics,
         shutdown,
         task,
     })

@@ -2,9 +2,6 @@
 //! `skiff agent`. Each talks to the API server through its own kube-rs
 //! client built from a kubeconfig, exactly as it would from another machine.
 
-// The hooks below are filled in by the scheduler, kubelet and controllers work.
-#![allow(dead_code)]
-
 mod controllers;
 mod nodes;
 mod scheduler;
@@ -32,9 +29,10 @@ pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client> {
 pub async fn start_control_plane(
     kubeconfig: &Path,
     cp: &crate::cli::ControlPlaneArgs,
+    metrics: &apiserver::metrics::Metrics,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut tasks = Vec::new();
-    tasks.extend(scheduler::start(kubeconfig, cp).await?);
+    tasks.extend(scheduler::start(kubeconfig, cp, metrics).await?);
     tasks.extend(controllers::start(kubeconfig, cp).await?);
     Ok(tasks)
 }

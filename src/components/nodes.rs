@@ -9,6 +9,8 @@ use anyhow::{bail, Context, Result};
 pub struct NodeOptions {
     /// The API server URL and a kubeconfig to reach it.
     pub kubeconfig: PathBuf,
+    /// Where the nodes keep their state (the containerd runtime's root).
+    #[allow(dead_code)]
     pub data_dir: PathBuf,
     pub count: u32,
     /// Node names are `{prefix}{index}` when `count > 1`, or `name` itself.

@@ -9,9 +9,13 @@ use anyhow::Result;
 pub async fn start(
     kubeconfig: &Path,
     _cp: &crate::cli::ControlPlaneArgs,
+    metrics: &apiserver::metrics::Metrics,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     let client = crate::components::client_from_kubeconfig(kubeconfig).await?;
     let config = scheduler::Config::default();
+    // Served on the API server's /metrics, since both run in this process.
+    let handle = config.metrics.clone();
+    metrics.add_collector(std::sync::Arc::new(move || handle.encode()));
     Ok(vec![tokio::spawn(async move {
         if let Err(e) = scheduler::run(client, config).await {
             tracing::error!(error = %e, "the scheduler stopped");
