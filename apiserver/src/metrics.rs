@@ -108,7 +108,10 @@ impl Metrics {
 
     /// Adds another component's metrics to this server's `/metrics`.
     pub fn add_collector(&self, collector: Collector) {
-        self.collectors.lock().unwrap_or_else(|p| p.into_inner()).push(collector);
+        self.collectors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(collector);
     }
 
     /// The OpenMetrics text exposition: this server's metrics, then every
@@ -120,7 +123,11 @@ impl Metrics {
             out.clear();
         }
         drop(registry);
-        let collectors = self.collectors.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let collectors = self
+            .collectors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut text = strip_eof(&out).to_string();
         for c in collectors {
             text.push_str(strip_eof(&c()));
