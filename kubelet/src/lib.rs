@@ -6,6 +6,8 @@
 //! tests. Talks to the cluster only through the Kubernetes API with `kube`; it
 //! must never depend on the `apiserver` crate.
 
+pub mod cni;
+pub mod containerd;
 pub mod runtime;
 pub mod sim;
 mod time;

@@ -1,0 +1,323 @@
+//! One container's lifecycle in containerd: create (container record +
+//! snapshot from the image's chain ID), start (task with stdio FIFOs),
+//! state, stop (SIGTERM, then SIGKILL after the grace period) and remove
+//! (task, container and snapshot).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use containerd_client::services::v1::container::Runtime as ContainerRuntimeInfo;
+use containerd_client::services::v1::snapshots::{PrepareSnapshotRequest, RemoveSnapshotRequest};
+use containerd_client::services::v1::{
+    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
+    DeleteTaskRequest, GetRequest, KillRequest, ListContainersRequest, StartRequest, WaitRequest,
+};
+use containerd_client::tonic::Code;
+use containerd_client::types::v1::Status as TaskStatus;
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use super::connection::{Connection, Lease, RpcError, SNAPSHOTTER};
+use super::logs::{FifoPair, LogError};
+
+/// containerd's runc shim.
+pub const RUNC_RUNTIME: &str = "io.containerd.runc.v2";
+const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+
+/// Errors of a container operation.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// A containerd call failed.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    /// The log FIFOs could not be set up.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// Everything needed to create one container.
+#[derive(Debug, Clone)]
+pub struct CreateContainer {
+    /// The containerd container ID (also the snapshot key).
+    pub id: String,
+    /// The OCI runtime spec.
+    pub spec: Value,
+    /// The image's normalised name.
+    pub image: String,
+    /// The image's top chain ID (the snapshot parent).
+    pub chain_id: String,
+    /// Labels (pod UID, container name...) for re-adoption.
+    pub labels: HashMap<String, String>,
+}
+
+/// A task's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    /// No task (never started, or deleted).
+    Absent,
+    /// Created, not started.
+    Created,
+    /// Running (or paused).
+    Running {
+        /// The init process ID on the host.
+        pid: u32,
+    },
+    /// Exited.
+    Exited {
+        /// Exit code.
+        code: u32,
+        /// When, as Unix seconds and nanos.
+        at: Option<(i64, i32)>,
+    },
+}
+
+/// Creates the container record and its snapshot (under `lease`, so the
+/// snapshot cannot be collected before the record references it).
+pub async fn create(
+    connection: &Connection,
+    lease: &Lease,
+    request: &CreateContainer,
+) -> Result<(), ContainerError> {
+    let prepare = PrepareSnapshotRequest {
+        snapshotter: SNAPSHOTTER.to_string(),
+        key: request.id.clone(),
+        parent: request.chain_id.clone(),
+        labels: HashMap::new(),
+    };
+    match connection
+        .snapshots()
+        .prepare(connection.leased_request(prepare, lease))
+        .await
+    {
+        Ok(_) => {}
+        Err(status) if status.code() == Code::AlreadyExists => {}
+        Err(status) => return Err(RpcError::call("snapshots.Prepare")(status).into()),
+    }
+    let container = Container {
+        id: request.id.clone(),
+        labels: request.labels.clone(),
+        image: request.image.clone(),
+        runtime: Some(ContainerRuntimeInfo {
+            name: RUNC_RUNTIME.to_string(),
+            options: None,
+        }),
+        spec: Some(prost_types::Any {
+            type_url: SPEC_TYPE_URL.to_string(),
+            value: request.spec.to_string().into_bytes(),
+        }),
+        snapshotter: SNAPSHOTTER.to_string(),
+        snapshot_key: request.id.clone(),
+        created_at: None,
+        updated_at: None,
+        extensions: HashMap::new(),
+        sandbox: String::new(),
+    };
+    connection
+        .containers()
+        .create(connection.leased_request(
+            CreateContainerRequest {
+                container: Some(container),
+            },
+            lease,
+        ))
+        .await
+        .map_err(RpcError::call("containers.Create"))?;
+    Ok(())
+}
+
+/// Creates and starts the task with stdout/stderr on `fifos`; returns the
+/// init process ID.
+pub async fn start(
+    connection: &Connection,
+    id: &str,
+    fifos: &mut FifoPair,
+) -> Result<u32, ContainerError> {
+    let mounts = connection
+        .snapshots()
+        .mounts(
+            connection.request(containerd_client::services::v1::snapshots::MountsRequest {
+                snapshotter: SNAPSHOTTER.to_string(),
+                key: id.to_string(),
+            }),
+        )
+        .await
+        .map_err(RpcError::call("snapshots.Mounts"))?
+        .into_inner()
+        .mounts;
+    let create = CreateTaskRequest {
+        container_id: id.to_string(),
+        rootfs: mounts,
+        stdin: String::new(),
+        stdout: fifos.stdout_path.display().to_string(),
+        stderr: fifos.stderr_path.display().to_string(),
+        terminal: false,
+        checkpoint: None,
+        options: None,
+        runtime_path: String::new(),
+    };
+    connection
+        .tasks()
+        .create(connection.request(create))
+        .await
+        .map_err(RpcError::call("tasks.Create"))?;
+    fifos.release_writers();
+    let started = connection
+        .tasks()
+        .start(connection.request(StartRequest {
+            container_id: id.to_string(),
+            exec_id: String::new(),
+        }))
+        .await
+        .map_err(RpcError::call("tasks.Start"))?;
+    Ok(started.into_inner().pid)
+}
+
+/// The task's current state.
+pub async fn state(connection: &Connection, id: &str) -> Result<TaskState, ContainerError> {
+    let request = GetRequest {
+        container_id: id.to_string(),
+        exec_id: String::new(),
+    };
+    let process = match connection.tasks().get(connection.request(request)).await {
+        Ok(response) => response.into_inner().process,
+        Err(status) if status.code() == Code::NotFound => return Ok(TaskState::Absent),
+        Err(status) => return Err(RpcError::call("tasks.Get")(status).into()),
+    };
+    let Some(process) = process else {
+        return Ok(TaskState::Absent);
+    };
+    Ok(match TaskStatus::try_from(process.status) {
+        Ok(TaskStatus::Created) => TaskState::Created,
+        Ok(TaskStatus::Running | TaskStatus::Paused | TaskStatus::Pausing) => {
+            TaskState::Running { pid: process.pid }
+        }
+        Ok(TaskStatus::Stopped) => TaskState::Exited {
+            code: process.exit_status,
+            at: process.exited_at.map(|t| (t.seconds, t.nanos)),
+        },
+        _ => TaskState::Absent,
+    })
+}
+
+/// Waits for the task to exit; returns its exit code and time.
+pub async fn wait(
+    connection: &Connection,
+    id: &str,
+) -> Result<(u32, Option<(i64, i32)>), ContainerError> {
+    let request = WaitRequest {
+        container_id: id.to_string(),
+        exec_id: String::new(),
+    };
+    let response = connection
+        .tasks()
+        .wait(connection.request(request))
+        .await
+        .map_err(RpcError::call("tasks.Wait"))?
+        .into_inner();
+    Ok((
+        response.exit_status,
+        response.exited_at.map(|t| (t.seconds, t.nanos)),
+    ))
+}
+
+async fn signal(connection: &Connection, id: &str, signal: Signal) -> Result<(), ContainerError> {
+    let request = KillRequest {
+        container_id: id.to_string(),
+        exec_id: String::new(),
+        signal: signal as u32,
+        all: false,
+    };
+    match connection.tasks().kill(connection.request(request)).await {
+        Ok(_) => Ok(()),
+        Err(status) if matches!(status.code(), Code::NotFound | Code::FailedPrecondition) => Ok(()),
+        Err(status) => Err(RpcError::call("tasks.Kill")(status).into()),
+    }
+}
+
+/// Stops the task: SIGTERM, then SIGKILL once `grace` has passed. Returns
+/// the exit code and time, or `None` when there was no task.
+pub async fn stop(
+    connection: &Connection,
+    id: &str,
+    grace: Duration,
+) -> Result<Option<(u32, Option<(i64, i32)>)>, ContainerError> {
+    match state(connection, id).await? {
+        TaskState::Absent => return Ok(None),
+        TaskState::Exited { code, at } => return Ok(Some((code, at))),
+        TaskState::Created | TaskState::Running { .. } => {}
+    }
+    // Subscribe to the exit before signalling, so it cannot be missed.
+    let waiter = {
+        let connection = connection.clone();
+        let id = id.to_string();
+        tokio::spawn(async move { wait(&connection, &id).await })
+    };
+    signal(connection, id, Signal::SIGTERM).await?;
+    let mut waiter = waiter;
+    let exit = match tokio::time::timeout(grace, &mut waiter).await {
+        Ok(joined) => joined,
+        Err(_) => {
+            signal(connection, id, Signal::SIGKILL).await?;
+            match tokio::time::timeout(Duration::from_secs(10), waiter).await {
+                Ok(joined) => joined,
+                Err(_) => return Ok(None),
+            }
+        }
+    };
+    match exit {
+        Ok(Ok(exit)) => Ok(Some(exit)),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Deletes the task, the container record and its snapshot; each step
+/// tolerates an object already gone.
+pub async fn remove(connection: &Connection, id: &str) -> Result<(), ContainerError> {
+    let ignore_missing =
+        |op: &'static str, result: Result<(), containerd_client::tonic::Status>| match result {
+            Ok(()) => Ok(()),
+            Err(status) if status.code() == Code::NotFound => Ok(()),
+            Err(status) => Err(ContainerError::from(RpcError::call(op)(status))),
+        };
+    let task = connection
+        .tasks()
+        .delete(connection.request(DeleteTaskRequest {
+            container_id: id.to_string(),
+        }))
+        .await
+        .map(|_| ());
+    ignore_missing("tasks.Delete", task)?;
+    let container = connection
+        .containers()
+        .delete(connection.request(DeleteContainerRequest { id: id.to_string() }))
+        .await
+        .map(|_| ());
+    ignore_missing("containers.Delete", container)?;
+    let snapshot = connection
+        .snapshots()
+        .remove(connection.request(RemoveSnapshotRequest {
+            snapshotter: SNAPSHOTTER.to_string(),
+            key: id.to_string(),
+        }))
+        .await
+        .map(|_| ());
+    ignore_missing("snapshots.Remove", snapshot)
+}
+
+/// Containers whose label `key` equals `value` (all skiff containers when
+/// `label` is `None`).
+pub async fn list(
+    connection: &Connection,
+    label: Option<(&str, &str)>,
+) -> Result<Vec<Container>, ContainerError> {
+    let filters = label
+        .map(|(key, value)| vec![format!("labels.\"{key}\"=={value}")])
+        .unwrap_or_default();
+    let response = connection
+        .containers()
+        .list(connection.request(ListContainersRequest { filters }))
+        .await
+        .map_err(RpcError::call("containers.List"))?;
+    Ok(response.into_inner().containers)
+}

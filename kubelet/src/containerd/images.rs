@@ -1,0 +1,642 @@
+//! Images in containerd: importing archives and resolving names.
+//!
+//! An import holds a lease for its whole duration and:
+//! 1. extracts the archive to a scratch dir and describes its images
+//!    ([`super::archive`]);
+//! 2. writes every blob through the content service `Write` stream, with
+//!    garbage-collection labels linking manifest → config and layers, and
+//!    config → top snapshot;
+//! 3. unpacks the layers onto snapshots ([`super::unpack`]);
+//! 4. creates (or updates) the image records.
+//!
+//! Once the lease is deleted, the image records keep everything alive.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use containerd_client::services::v1::{
+    AbortRequest, CreateImageRequest, GetImageRequest, Image, Info, InfoRequest,
+    ReadContentRequest, UpdateImageRequest, UpdateRequest, WriteAction, WriteContentRequest,
+};
+use containerd_client::tonic::Code;
+use containerd_client::types::Descriptor;
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tracing::{info, info_span, Instrument};
+
+use super::archive::{self, media_types, ArchiveError, ArchiveImage, Blob, BlobSource};
+use super::connection::{Connection, Lease, RpcError, SNAPSHOTTER};
+pub use super::reference::normalize_image_name;
+use super::unpack::{chain_ids, snapshot_exists, unpack_layers, UnpackError};
+
+const WRITE_CHUNK: usize = 1 << 20;
+const IMPORT_LEASE_EXPIRY: Duration = Duration::from_secs(3600);
+
+/// Errors importing or resolving images.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The archive could not be read.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// Layers could not be unpacked.
+    #[error(transparent)]
+    Unpack(#[from] UnpackError),
+    /// A containerd call failed.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    /// A blob could not be read from disk.
+    #[error("reading blob {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A manifest or config in the content store is malformed.
+    #[error("parsing {digest}: {source}")]
+    Json {
+        /// The blob.
+        digest: String,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// No manifest matches this machine's platform.
+    #[error("image {0} has no manifest for this platform")]
+    NoPlatform(String),
+    /// A blocking task panicked or was cancelled.
+    #[error("import task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// The parts of an image config that shape a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ImageConfig {
+    /// `Entrypoint`.
+    #[serde(rename = "Entrypoint", default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// `Cmd`.
+    #[serde(rename = "Cmd", default)]
+    pub cmd: Option<Vec<String>>,
+    /// `Env`, as `KEY=value`.
+    #[serde(rename = "Env", default)]
+    pub env: Option<Vec<String>>,
+    /// `WorkingDir`.
+    #[serde(rename = "WorkingDir", default)]
+    pub working_dir: Option<String>,
+    /// `User`.
+    #[serde(rename = "User", default)]
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ConfigDocument {
+    #[serde(default)]
+    config: Option<ImageConfig>,
+    rootfs: RootfsDocument,
+}
+
+#[derive(Debug, Deserialize)]
+struct RootfsDocument {
+    diff_ids: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ManifestDocument {
+    config: DescriptorDocument,
+    layers: Vec<DescriptorDocument>,
+}
+
+#[derive(Debug, Deserialize)]
+struct IndexDocument {
+    manifests: Vec<DescriptorDocument>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct DescriptorDocument {
+    #[serde(rename = "mediaType", default)]
+    media_type: String,
+    digest: String,
+    size: i64,
+    #[serde(default)]
+    platform: Option<PlatformDocument>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct PlatformDocument {
+    architecture: String,
+    os: String,
+}
+
+impl DescriptorDocument {
+    fn to_proto(&self) -> Descriptor {
+        Descriptor {
+            media_type: self.media_type.clone(),
+            digest: self.digest.clone(),
+            size: self.size,
+            annotations: Default::default(),
+        }
+    }
+}
+
+/// An image ready to run: its config and its unpacked root filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedImage {
+    /// The normalised name.
+    pub name: String,
+    /// The manifest digest.
+    pub manifest_digest: String,
+    /// The config digest: the image ID reported in `containerStatuses`.
+    pub config_digest: String,
+    /// The top layer's chain ID: the parent snapshot of a container.
+    pub chain_id: String,
+    /// Entrypoint, Cmd, Env...
+    pub config: ImageConfig,
+}
+
+/// Imports and resolves images in skiff's containerd namespace.
+#[derive(Debug)]
+pub struct ImageStore {
+    connection: Connection,
+    scratch_dir: PathBuf,
+    resolved: Mutex<HashMap<String, Arc<ResolvedImage>>>,
+}
+
+impl ImageStore {
+    /// A store that extracts archives under `scratch_dir`.
+    pub fn new(connection: Connection, scratch_dir: PathBuf) -> Self {
+        Self {
+            connection,
+            scratch_dir,
+            resolved: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Imports every `*.tar` file of `dir` (e.g. `DATA_DIR/images/`);
+    /// returns the names imported. A missing dir imports nothing.
+    pub async fn import_dir(&self, dir: &Path) -> Result<Vec<String>, ImageError> {
+        let mut entries = match tokio::fs::read_dir(dir).await {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(ImageError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let mut names = Vec::new();
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|source| ImageError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?
+        {
+            let path = entry.path();
+            if path.extension().is_some_and(|ext| ext == "tar") {
+                names.extend(self.import_archive(&path).await?);
+            }
+        }
+        Ok(names)
+    }
+
+    /// Imports an OCI-layout or docker-save tarball; returns the names.
+    pub async fn import_archive(&self, path: &Path) -> Result<Vec<String>, ImageError> {
+        let span = info_span!("image_import", archive = %path.display());
+        async {
+            let scratch = self.scratch_dir.join(format!(
+                ".import-{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos()
+            ));
+            let archive_path = path.to_path_buf();
+            let extract_dir = scratch.clone();
+            let images = tokio::task::spawn_blocking(move || {
+                archive::extract(&archive_path, &extract_dir)?;
+                archive::read_images(&extract_dir)
+            })
+            .await
+            .map_err(ImageError::Join)
+            .and_then(|result| result.map_err(ImageError::from));
+            let result = match images {
+                Ok(images) => self.import_images(&images).await,
+                Err(error) => Err(error),
+            };
+            let _ = tokio::fs::remove_dir_all(&scratch).await;
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn import_images(&self, images: &[ArchiveImage]) -> Result<Vec<String>, ImageError> {
+        let lease = self
+            .connection
+            .create_lease("import", IMPORT_LEASE_EXPIRY)
+            .await?;
+        let result = self.import_with_lease(images, &lease).await;
+        self.connection.delete_lease(lease).await?;
+        result
+    }
+
+    async fn import_with_lease(
+        &self,
+        images: &[ArchiveImage],
+        lease: &Lease,
+    ) -> Result<Vec<String>, ImageError> {
+        let mut names = Vec::new();
+        for image in images {
+            let top_chain = chain_ids(&image.diff_ids)
+                .last()
+                .cloned()
+                .ok_or(UnpackError::NoLayers)?;
+            for layer in &image.layers {
+                self.write_blob(lease, layer, HashMap::new()).await?;
+            }
+            let config_labels = HashMap::from([(
+                format!("containerd.io/gc.ref.snapshot.{SNAPSHOTTER}"),
+                top_chain,
+            )]);
+            self.write_blob(lease, &image.config, config_labels).await?;
+            let mut manifest_labels = HashMap::from([(
+                "containerd.io/gc.ref.content.config".to_string(),
+                image.config.digest.clone(),
+            )]);
+            for (index, layer) in image.layers.iter().enumerate() {
+                manifest_labels.insert(
+                    format!("containerd.io/gc.ref.content.l.{index}"),
+                    layer.digest.clone(),
+                );
+            }
+            self.write_blob(lease, &image.manifest, manifest_labels)
+                .await?;
+            let layers: Vec<Descriptor> = image.layers.iter().map(descriptor).collect();
+            unpack_layers(&self.connection, lease, &layers, &image.diff_ids).await?;
+            for name in &image.names {
+                self.put_image_record(lease, name, descriptor(&image.manifest))
+                    .await?;
+                if let Ok(mut resolved) = self.resolved.lock() {
+                    resolved.remove(name);
+                }
+                info!(image = %name, digest = %image.manifest.digest, "image imported");
+                names.push(name.clone());
+            }
+        }
+        Ok(names)
+    }
+
+    async fn put_image_record(
+        &self,
+        lease: &Lease,
+        name: &str,
+        target: Descriptor,
+    ) -> Result<(), ImageError> {
+        let image = Image {
+            name: name.to_string(),
+            labels: Default::default(),
+            target: Some(target),
+            created_at: None,
+            updated_at: None,
+        };
+        let create = CreateImageRequest {
+            image: Some(image.clone()),
+            source_date_epoch: None,
+        };
+        match self
+            .connection
+            .images()
+            .create(self.connection.leased_request(create, lease))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(status) if status.code() == Code::AlreadyExists => {
+                let update = UpdateImageRequest {
+                    image: Some(image),
+                    update_mask: None,
+                    source_date_epoch: None,
+                };
+                self.connection
+                    .images()
+                    .update(self.connection.leased_request(update, lease))
+                    .await
+                    .map_err(RpcError::call("images.Update"))?;
+                Ok(())
+            }
+            Err(status) => Err(RpcError::call("images.Create")(status).into()),
+        }
+    }
+
+    /// Writes a blob to the content store (or only its labels when the blob
+    /// is already there).
+    async fn write_blob(
+        &self,
+        lease: &Lease,
+        blob: &Blob,
+        labels: HashMap<String, String>,
+    ) -> Result<(), ImageError> {
+        let info = InfoRequest {
+            digest: blob.digest.clone(),
+        };
+        match self
+            .connection
+            .content()
+            .info(self.connection.request(info))
+            .await
+        {
+            Ok(_) => return self.update_labels(&blob.digest, labels).await,
+            Err(status) if status.code() == Code::NotFound => {}
+            Err(status) => return Err(RpcError::call("content.Info")(status).into()),
+        }
+        let reader: Pin<Box<dyn AsyncRead + Send>> = match &blob.source {
+            BlobSource::File(path) => Box::pin(tokio::fs::File::open(path).await.map_err(
+                |source| ImageError::Io {
+                    path: path.clone(),
+                    source,
+                },
+            )?),
+            BlobSource::Bytes(bytes) => Box::pin(std::io::Cursor::new(bytes.clone())),
+        };
+        let reference = format!("skiff-import-{}", blob.digest);
+        let base = WriteContentRequest {
+            action: WriteAction::Write as i32,
+            r#ref: reference.clone(),
+            total: blob.size,
+            expected: blob.digest.clone(),
+            offset: 0,
+            data: Vec::new(),
+            labels: HashMap::new(),
+        };
+        let read_error: Arc<Mutex<Option<std::io::Error>>> = Arc::new(Mutex::new(None));
+        let stream_error = read_error.clone();
+        let requests = futures::stream::unfold(Some((reader, 0i64, false)), move |state| {
+            let base = base.clone();
+            let labels = labels.clone();
+            let stream_error = stream_error.clone();
+            async move {
+                let (mut reader, offset, _) = state?;
+                let mut data = vec![0u8; WRITE_CHUNK];
+                let mut filled = 0;
+                while filled < data.len() {
+                    match reader.read(&mut data[filled..]).await {
+                        Ok(0) => break,
+                        Ok(read) => filled += read,
+                        Err(error) => {
+                            if let Ok(mut slot) = stream_error.lock() {
+                                *slot = Some(error);
+                            }
+                            return None;
+                        }
+                    }
+                }
+                if filled == 0 {
+                    let commit = WriteContentRequest {
+                        action: WriteAction::Commit as i32,
+                        offset,
+                        labels,
+                        ..base
+                    };
+                    return Some((commit, None));
+                }
+                data.truncate(filled);
+                let next = offset + i64::try_from(filled).unwrap_or(0);
+                let write = WriteContentRequest {
+                    offset,
+                    data,
+                    ..base
+                };
+                Some((write, Some((reader, next, false))))
+            }
+        });
+        let outcome = self.stream_write(lease, requests).await;
+        let failed_read = read_error.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(source) = failed_read {
+            self.abort_write(&reference).await;
+            let path = match &blob.source {
+                BlobSource::File(path) => path.clone(),
+                BlobSource::Bytes(_) => PathBuf::from(&blob.digest),
+            };
+            return Err(ImageError::Io { path, source });
+        }
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(status) if status.code() == Code::AlreadyExists => Ok(()),
+            Err(status) => {
+                self.abort_write(&reference).await;
+                Err(RpcError::call("content.Write")(status).into())
+            }
+        }
+    }
+
+    async fn stream_write(
+        &self,
+        lease: &Lease,
+        requests: impl futures::Stream<Item = WriteContentRequest> + Send + 'static,
+    ) -> Result<(), containerd_client::tonic::Status> {
+        let mut responses = self
+            .connection
+            .content()
+            .write(self.connection.leased_request(requests, lease))
+            .await?
+            .into_inner();
+        while responses.message().await?.is_some() {}
+        Ok(())
+    }
+
+    async fn abort_write(&self, reference: &str) {
+        let request = AbortRequest {
+            r#ref: reference.to_string(),
+        };
+        let _ = self
+            .connection
+            .content()
+            .abort(self.connection.request(request))
+            .await;
+    }
+
+    async fn update_labels(
+        &self,
+        digest: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<(), ImageError> {
+        if labels.is_empty() {
+            return Ok(());
+        }
+        let paths = labels.keys().map(|key| format!("labels.{key}")).collect();
+        let request = UpdateRequest {
+            info: Some(Info {
+                digest: digest.to_string(),
+                size: 0,
+                created_at: None,
+                updated_at: None,
+                labels,
+            }),
+            update_mask: Some(prost_types::FieldMask { paths }),
+        };
+        self.connection
+            .content()
+            .update(self.connection.request(request))
+            .await
+            .map_err(RpcError::call("content.Update"))?;
+        Ok(())
+    }
+
+    /// Reads a whole blob from the content store.
+    pub async fn read_blob(&self, digest: &str) -> Result<Vec<u8>, ImageError> {
+        let request = ReadContentRequest {
+            digest: digest.to_string(),
+            offset: 0,
+            size: 0,
+        };
+        let mut stream = self
+            .connection
+            .content()
+            .read(self.connection.request(request))
+            .await
+            .map_err(RpcError::call("content.Read"))?
+            .into_inner();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream
+            .message()
+            .await
+            .map_err(RpcError::call("content.Read"))?
+        {
+            bytes.extend_from_slice(&chunk.data);
+        }
+        Ok(bytes)
+    }
+
+    /// Resolves an image reference to its config and unpacked rootfs;
+    /// `None` when containerd has no image of that name.
+    pub async fn resolve(&self, reference: &str) -> Result<Option<Arc<ResolvedImage>>, ImageError> {
+        let Some(name) = normalize_image_name(reference) else {
+            return Ok(None);
+        };
+        if let Some(hit) = self
+            .resolved
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(&name).cloned())
+        {
+            return Ok(Some(hit));
+        }
+        let request = GetImageRequest { name: name.clone() };
+        let image = match self
+            .connection
+            .images()
+            .get(self.connection.request(request))
+            .await
+        {
+            Ok(response) => response.into_inner().image,
+            Err(status) if status.code() == Code::NotFound => return Ok(None),
+            Err(status) => return Err(RpcError::call("images.Get")(status).into()),
+        };
+        let Some(target) = image.and_then(|image| image.target) else {
+            return Ok(None);
+        };
+        let manifest_descriptor = self.platform_manifest(&name, target).await?;
+        let manifest: ManifestDocument = self.read_json(&manifest_descriptor.digest).await?;
+        let config_document: ConfigDocument = self.read_json(&manifest.config.digest).await?;
+        let diff_ids = config_document.rootfs.diff_ids;
+        let chain_id = chain_ids(&diff_ids)
+            .last()
+            .cloned()
+            .ok_or(UnpackError::NoLayers)?;
+        if !snapshot_exists(&self.connection, &chain_id).await? {
+            // Present in the content store but never unpacked (e.g. pulled
+            // by another tool): unpack now.
+            let lease = self
+                .connection
+                .create_lease("unpack", IMPORT_LEASE_EXPIRY)
+                .await?;
+            let layers: Vec<Descriptor> = manifest.layers.iter().map(|l| l.to_proto()).collect();
+            let result = unpack_layers(&self.connection, &lease, &layers, &diff_ids).await;
+            self.connection.delete_lease(lease).await?;
+            result?;
+        }
+        let resolved = Arc::new(ResolvedImage {
+            name: name.clone(),
+            manifest_digest: manifest_descriptor.digest,
+            config_digest: manifest.config.digest,
+            chain_id,
+            config: config_document.config.unwrap_or_default(),
+        });
+        if let Ok(mut cache) = self.resolved.lock() {
+            cache.insert(name, resolved.clone());
+        }
+        Ok(Some(resolved))
+    }
+
+    async fn platform_manifest(
+        &self,
+        name: &str,
+        target: Descriptor,
+    ) -> Result<DescriptorDocument, ImageError> {
+        let mut current = DescriptorDocument {
+            media_type: target.media_type,
+            digest: target.digest,
+            size: target.size,
+            platform: None,
+        };
+        let arch = archive::host_architecture();
+        for _ in 0..4 {
+            if current.media_type != media_types::OCI_INDEX
+                && current.media_type != media_types::DOCKER_LIST
+            {
+                return Ok(current);
+            }
+            let index: IndexDocument = self.read_json(&current.digest).await?;
+            current = index
+                .manifests
+                .into_iter()
+                .find(|m| {
+                    m.platform
+                        .as_ref()
+                        .is_none_or(|p| p.os == "linux" && p.architecture == arch)
+                })
+                .ok_or_else(|| ImageError::NoPlatform(name.to_string()))?;
+        }
+        Err(ImageError::NoPlatform(name.to_string()))
+    }
+
+    async fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        digest: &str,
+    ) -> Result<T, ImageError> {
+        let bytes = self.read_blob(digest).await?;
+        serde_json::from_slice(&bytes).map_err(|source| ImageError::Json {
+            digest: digest.to_string(),
+            source,
+        })
+    }
+}
+
+fn descriptor(blob: &Blob) -> Descriptor {
+    Descriptor {
+        media_type: blob.media_type.clone(),
+        digest: blob.digest.clone(),
+        size: blob.size,
+        annotations: Default::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_config_reads_docker_field_names() {
+        let config: ConfigDocument = serde_json::from_str(
+            r#"{"config":{"Entrypoint":null,"Cmd":["sh"],"Env":["A=1"]},"rootfs":{"type":"layers","diff_ids":["sha256:aa"]}}"#,
+        )
+        .expect("parse");
+        let config = config.config.expect("config");
+        assert_eq!(config.cmd, Some(vec!["sh".to_string()]));
+        assert_eq!(config.entrypoint, None);
+    }
+}

@@ -1,0 +1,60 @@
+//! The containerd runtime: skiff's node agent running pods as real
+//! containers through containerd 1.6 and runc.
+//!
+//! What lives here:
+//! - [`daemon`]: starting and supervising a private containerd (or using an
+//!   existing socket).
+//! - [`connection`]: a gRPC channel bound to skiff's own containerd namespace.
+//! - [`archive`], [`images`], [`unpack`]: importing image archives (OCI layout
+//!   and `docker save`) through the content, images, leases, diff and
+//!   snapshots services — containerd 1.6 has no Transfer service.
+//! - [`spec`]: the OCI runtime spec built from a Kubernetes container.
+//! - [`containers`], [`logs`]: one container's lifecycle (create, start, wait,
+//!   kill, delete) and its CRI-format log file.
+//! - [`reference`]: image names normalised like Kubernetes.
+//! - [`status`]: `ContainerStatus` from containerd records and task states.
+//! - [`runtime`]: [`ContainerdRuntime`], which runs whole pods and implements
+//!   the extended [`pod_runtime::PodRuntime`] interface.
+//! - [`test_image`]: builds a tiny busybox image offline, for tests.
+//!
+//! This module talks to containerd only through `containerd-client` and to
+//! the network only through [`crate::cni`]; it never talks to the API server.
+
+pub mod archive;
+pub mod connection;
+pub mod containers;
+pub mod daemon;
+pub mod images;
+pub mod logs;
+pub mod pod_runtime;
+pub mod reference;
+pub mod runtime;
+pub mod spec;
+pub mod status;
+pub mod test_image;
+pub mod unpack;
+
+pub use connection::{Connection, RpcError};
+pub use daemon::{ContainerdEndpoint, DaemonConfig, ManagedContainerd};
+pub use images::{ImageStore, ResolvedImage};
+pub use pod_runtime::PodRuntime;
+pub use runtime::{ContainerdRuntime, ContainerdRuntimeConfig};
+
+/// Label keys skiff puts on the containerd objects it creates, so that a
+/// restarted agent can find (re-adopt) them.
+pub mod labels {
+    /// The pod's UID.
+    pub const POD_UID: &str = "io.skiff.pod.uid";
+    /// The pod's name.
+    pub const POD_NAME: &str = "io.skiff.pod.name";
+    /// The pod's namespace.
+    pub const POD_NAMESPACE: &str = "io.skiff.pod.namespace";
+    /// The container's name in the pod spec.
+    pub const CONTAINER_NAME: &str = "io.skiff.container.name";
+    /// The image reference as written in the pod spec.
+    pub const IMAGE: &str = "io.skiff.container.image";
+    /// The image ID (config digest) the container runs.
+    pub const IMAGE_ID: &str = "io.skiff.container.image-id";
+    /// How many times this container was restarted before this instance.
+    pub const RESTART_COUNT: &str = "io.skiff.container.restart-count";
+}

@@ -1,0 +1,626 @@
+//! [`ContainerdRuntime`]: whole pods on containerd.
+//!
+//! Starting a pod: network sandbox (netns + CNI, giving the pod IP) →
+//! `/etc/hosts` and `/etc/resolv.conf` for the pod → for each container:
+//! image present per `imagePullPolicy` → spec → container + snapshot →
+//! task with CRI log FIFOs → start. Every containerd object carries the pod
+//! UID and container name as labels, so `start_pod` after an agent restart
+//! re-adopts running containers instead of starting duplicates.
+//!
+//! Stopping a pod: SIGTERM, SIGKILL after the grace period, delete task,
+//! container and snapshot, CNI DEL, delete the netns and the pod's runtime
+//! dir. Logs stay until the pod's logs are removed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use containerd_client::services::v1::Container as ContainerdContainer;
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tracing::{info, info_span, warn, Instrument};
+
+use super::connection::{Connection, RpcError};
+use super::containers::{self, ContainerError, CreateContainer, TaskState};
+use super::images::{ImageError, ImageStore, ResolvedImage};
+use super::labels;
+use super::logs::FifoPair;
+use super::pod_runtime::{
+    ContainerExit, PodRuntime, RuntimeContainer, RuntimePod, StartedSandboxPod,
+};
+use super::spec::{CgroupVersion, SpecBuilder};
+use super::status::{status_from, waiting};
+use crate::cni::{short_uid, CniError, PodNetwork, PodNetworkStatus, SandboxRef};
+
+const POD_LEASE_EXPIRY: Duration = Duration::from_secs(600);
+const EXIT_EVENTS_CAPACITY: usize = 256;
+
+/// Errors running pods on containerd.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerdRuntimeError {
+    /// The pod has no UID (it was never stored by the API server).
+    #[error("pod {0} has no metadata.uid")]
+    MissingUid(String),
+    /// The pod has no spec.
+    #[error("pod {0} has no spec")]
+    MissingSpec(String),
+    /// The pod network could not be set up or torn down.
+    #[error(transparent)]
+    Network(#[from] CniError),
+    /// A container operation failed.
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    /// An image could not be resolved.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// A containerd call failed.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    /// The pod's runtime dir could not be written.
+    #[error("pod dir {path}: {source}")]
+    PodDir {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Configuration of the containerd runtime of one node.
+#[derive(Debug, Clone)]
+pub struct ContainerdRuntimeConfig {
+    /// The node's data dir (pods/, logs/ live under it).
+    pub data_dir: PathBuf,
+    /// The cgroup parent of all pods (cgroupfs driver).
+    pub cgroup_parent: String,
+    /// The machine's cgroup hierarchy.
+    pub cgroup_version: CgroupVersion,
+    /// The resolv.conf given to pods (dnsPolicy Default for now).
+    pub resolv_conf: PathBuf,
+}
+
+impl ContainerdRuntimeConfig {
+    /// Defaults for a node whose data dir is `data_dir`.
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            data_dir: data_dir.to_path_buf(),
+            cgroup_parent: "/skiff".to_string(),
+            cgroup_version: CgroupVersion::detect(),
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
+        }
+    }
+}
+
+/// Runs pods as containerd containers in one containerd namespace.
+pub struct ContainerdRuntime {
+    connection: Connection,
+    images: Arc<ImageStore>,
+    network: Arc<dyn PodNetwork>,
+    config: ContainerdRuntimeConfig,
+    version: String,
+    exits: broadcast::Sender<ContainerExit>,
+    copiers: Mutex<HashMap<String, JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for ContainerdRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerdRuntime")
+            .field("namespace", &self.connection.namespace())
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+/// Identity of a pod, taken from its metadata.
+struct PodRef<'a> {
+    uid: &'a str,
+    name: &'a str,
+    namespace: &'a str,
+}
+
+fn pod_ref(pod: &Pod) -> Result<PodRef<'_>, ContainerdRuntimeError> {
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let uid = pod
+        .metadata
+        .uid
+        .as_deref()
+        .filter(|uid| !uid.is_empty())
+        .ok_or_else(|| ContainerdRuntimeError::MissingUid(name.to_string()))?;
+    Ok(PodRef {
+        uid,
+        name,
+        namespace: pod.metadata.namespace.as_deref().unwrap_or("default"),
+    })
+}
+
+/// The containerd ID of a container instance: `<hash16>-<name>-<restarts>`
+/// (containerd IDs are limited to 76 characters; see [`short_uid`]).
+pub fn container_id(pod_uid: &str, name: &str, restart_count: i32) -> String {
+    let name: String = name.chars().take(50).collect();
+    format!("{}-{name}-{restart_count}", short_uid(pod_uid))
+}
+
+impl ContainerdRuntime {
+    /// A runtime over `connection`, with its image store and pod network.
+    pub async fn new(
+        connection: Connection,
+        images: Arc<ImageStore>,
+        network: Arc<dyn PodNetwork>,
+        config: ContainerdRuntimeConfig,
+    ) -> Result<Self, ContainerdRuntimeError> {
+        let version = format!("containerd://{}", connection.version().await?);
+        let (exits, _) = broadcast::channel(EXIT_EVENTS_CAPACITY);
+        Ok(Self {
+            connection,
+            images,
+            network,
+            config,
+            version,
+            exits,
+            copiers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The image store.
+    pub fn images(&self) -> &Arc<ImageStore> {
+        &self.images
+    }
+
+    fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.config.data_dir.join("pods").join(uid)
+    }
+
+    fn log_file(&self, pod: &PodRef<'_>, container: &str, restart_count: i32) -> PathBuf {
+        self.config
+            .data_dir
+            .join("logs")
+            .join("pods")
+            .join(format!("{}_{}_{}", pod.namespace, pod.name, pod.uid))
+            .join(container)
+            .join(format!("{restart_count}.log"))
+    }
+
+    async fn write_pod_files(
+        &self,
+        pod: &PodRef<'_>,
+        network: &PodNetworkStatus,
+    ) -> Result<(PathBuf, PathBuf), ContainerdRuntimeError> {
+        let dir = self.pod_dir(pod.uid).join("etc");
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ContainerdRuntimeError::PodDir { path, source }
+        };
+        tokio::fs::create_dir_all(&dir).await.map_err(io(&dir))?;
+        let hosts = dir.join("hosts");
+        let content = format!(
+            "# Kubernetes-managed hosts file (skiff).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{}\n",
+            network.ip, pod.name
+        );
+        tokio::fs::write(&hosts, content)
+            .await
+            .map_err(io(&hosts))?;
+        let resolv = dir.join("resolv.conf");
+        let source = tokio::fs::read(&self.config.resolv_conf)
+            .await
+            .unwrap_or_default();
+        tokio::fs::write(&resolv, source)
+            .await
+            .map_err(io(&resolv))?;
+        Ok((hosts, resolv))
+    }
+
+    async fn ensure_image(
+        &self,
+        container: &Container,
+    ) -> Result<Arc<ResolvedImage>, ContainerStatus> {
+        let reference = container.image.clone().unwrap_or_default();
+        let policy = container.image_pull_policy.clone().unwrap_or_else(|| {
+            if reference.ends_with(":latest") || !reference.contains(':') {
+                "Always".to_string()
+            } else {
+                "IfNotPresent".to_string()
+            }
+        });
+        match self.images.resolve(&reference).await {
+            Ok(Some(image)) => Ok(image),
+            Ok(None) if policy == "Never" => Err(waiting(
+                container,
+                "ErrImageNeverPull",
+                format!("Container image \"{reference}\" is not present with pull policy of Never"),
+            )),
+            Ok(None) => Err(waiting(
+                container,
+                "ErrImagePull",
+                format!("image \"{reference}\" is not present and pulling from registries is not supported yet; import it into DATA_DIR/images"),
+            )),
+            Err(error) => Err(waiting(container, "ErrImagePull", error.to_string())),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn start_container(
+        &self,
+        pod: &PodRef<'_>,
+        container: &Container,
+        network: &PodNetworkStatus,
+        etc: &(PathBuf, PathBuf),
+        lease: &super::connection::Lease,
+    ) -> Result<ContainerStatus, ContainerdRuntimeError> {
+        let image = match self.ensure_image(container).await {
+            Ok(image) => image,
+            Err(status) => return Ok(status),
+        };
+        let restart_count = 0;
+        let id = container_id(pod.uid, &container.name, restart_count);
+        let cgroups_path = format!(
+            "{}/pod{}/{}",
+            self.config.cgroup_parent.trim_end_matches('/'),
+            pod.uid,
+            id
+        );
+        let spec = match SpecBuilder::new(container, &image.config)
+            .hostname(pod.name)
+            .network_namespace(&network.netns_path)
+            .etc_files(&etc.0, &etc.1)
+            .cgroups_path(&cgroups_path)
+            .cgroup_version(self.config.cgroup_version)
+            .build()
+        {
+            Ok(spec) => spec,
+            Err(error) => {
+                return Ok(waiting(
+                    container,
+                    "CreateContainerConfigError",
+                    error.to_string(),
+                ))
+            }
+        };
+        let container_labels = HashMap::from([
+            (labels::POD_UID.to_string(), pod.uid.to_string()),
+            (labels::POD_NAME.to_string(), pod.name.to_string()),
+            (labels::POD_NAMESPACE.to_string(), pod.namespace.to_string()),
+            (labels::CONTAINER_NAME.to_string(), container.name.clone()),
+            (
+                labels::IMAGE.to_string(),
+                container.image.clone().unwrap_or_default(),
+            ),
+            (labels::IMAGE_ID.to_string(), image.config_digest.clone()),
+            (labels::RESTART_COUNT.to_string(), restart_count.to_string()),
+        ]);
+        let request = CreateContainer {
+            id: id.clone(),
+            spec,
+            image: image.name.clone(),
+            chain_id: image.chain_id.clone(),
+            labels: container_labels,
+        };
+        containers::create(&self.connection, lease, &request).await?;
+        let io_dir = self.pod_dir(pod.uid).join("io");
+        let started = async {
+            let mut fifos = FifoPair::open(&io_dir, &id, true)
+                .await
+                .map_err(ContainerError::from)?;
+            let pid = containers::start(&self.connection, &id, &mut fifos).await?;
+            Ok::<_, ContainerError>((pid, fifos))
+        }
+        .await;
+        let (pid, fifos) = match started {
+            Ok(started) => started,
+            Err(error) => {
+                let _ = containers::remove(&self.connection, &id).await;
+                return Ok(waiting(container, "RunContainerError", error.to_string()));
+            }
+        };
+        let copier = fifos.spawn_copier(self.log_file(pod, &container.name, restart_count));
+        self.track(&id, copier);
+        self.watch_exit(pod.uid, &container.name, &id);
+        info!(container = %container.name, id = %id, pid, "container started");
+        let record = ContainerdContainer {
+            id: id.clone(),
+            labels: request.labels,
+            created_at: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+            ..Default::default()
+        };
+        Ok(status_from(container, &record, TaskState::Running { pid }))
+    }
+
+    fn track(&self, id: &str, copier: JoinHandle<()>) {
+        if let Ok(mut copiers) = self.copiers.lock() {
+            copiers.insert(id.to_string(), copier);
+        }
+    }
+
+    fn watch_exit(&self, pod_uid: &str, name: &str, id: &str) {
+        let connection = self.connection.clone();
+        let exits = self.exits.clone();
+        let (pod_uid, name, id) = (pod_uid.to_string(), name.to_string(), id.to_string());
+        tokio::spawn(async move {
+            if let Ok((code, _)) = containers::wait(&connection, &id).await {
+                // No receiver is fine: the pod loop may not listen yet.
+                let _ = exits.send(ContainerExit {
+                    pod_uid,
+                    container: name,
+                    exit_code: i32::try_from(code).unwrap_or(i32::MAX),
+                });
+            }
+        });
+    }
+
+    /// Re-attaches log copying and exit watching to a container found
+    /// running after an agent restart.
+    async fn adopt(&self, pod: &PodRef<'_>, container: &Container, record: &ContainerdContainer) {
+        let already = self
+            .copiers
+            .lock()
+            .map(|copiers| copiers.contains_key(&record.id))
+            .unwrap_or(true);
+        if already {
+            return;
+        }
+        let restart_count = record
+            .labels
+            .get(labels::RESTART_COUNT)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        match FifoPair::open(&self.pod_dir(pod.uid).join("io"), &record.id, false).await {
+            Ok(fifos) => {
+                let copier = fifos.spawn_copier(self.log_file(pod, &container.name, restart_count));
+                self.track(&record.id, copier);
+            }
+            Err(error) => warn!(id = %record.id, %error, "cannot re-attach container logs"),
+        }
+        self.watch_exit(pod.uid, &container.name, &record.id);
+        info!(container = %container.name, id = %record.id, "container re-adopted");
+    }
+
+    async fn pod_containers(
+        &self,
+        uid: &str,
+    ) -> Result<HashMap<String, ContainerdContainer>, ContainerdRuntimeError> {
+        let found = containers::list(&self.connection, Some((labels::POD_UID, uid))).await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|c| Some((c.labels.get(labels::CONTAINER_NAME)?.clone(), c)))
+            .collect())
+    }
+
+    async fn start_pod_inner(
+        &self,
+        pod: &Pod,
+    ) -> Result<StartedSandboxPod, ContainerdRuntimeError> {
+        let pod_ref = pod_ref(pod)?;
+        let spec = pod
+            .spec
+            .as_ref()
+            .ok_or_else(|| ContainerdRuntimeError::MissingSpec(pod_ref.name.to_string()))?;
+        let existing = self.pod_containers(pod_ref.uid).await?;
+        let sandbox = SandboxRef {
+            pod_uid: pod_ref.uid.to_string(),
+        };
+        let network = self.network.setup(&sandbox).await?;
+        let etc = self.write_pod_files(&pod_ref, &network).await?;
+        let lease = self
+            .connection
+            .create_lease("pod", POD_LEASE_EXPIRY)
+            .await?;
+        let mut statuses = Vec::with_capacity(spec.containers.len());
+        let mut failure = None;
+        for container in &spec.containers {
+            if let Some(record) = existing.get(&container.name) {
+                match containers::state(&self.connection, &record.id).await {
+                    Ok(state) => {
+                        if matches!(state, TaskState::Running { .. }) {
+                            self.adopt(&pod_ref, container, record).await;
+                        }
+                        statuses.push(status_from(container, record, state));
+                    }
+                    Err(error) => {
+                        failure = Some(error.into());
+                        break;
+                    }
+                }
+                continue;
+            }
+            match self
+                .start_container(&pod_ref, container, &network, &etc, &lease)
+                .await
+            {
+                Ok(status) => statuses.push(status),
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        self.connection.delete_lease(lease).await?;
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        Ok(StartedSandboxPod {
+            pod_ip: Some(network.ip.to_string()),
+            containers: statuses,
+            init_containers: Vec::new(),
+        })
+    }
+
+    async fn stop_pod_inner(
+        &self,
+        pod: &Pod,
+        grace: Duration,
+    ) -> Result<Vec<ContainerStatus>, ContainerdRuntimeError> {
+        let pod_ref = pod_ref(pod)?;
+        let existing = self.pod_containers(pod_ref.uid).await?;
+        let stops = existing.values().map(|record| async move {
+            let exit = containers::stop(&self.connection, &record.id, grace).await?;
+            containers::remove(&self.connection, &record.id).await?;
+            let copier = self
+                .copiers
+                .lock()
+                .ok()
+                .and_then(|mut copiers| copiers.remove(&record.id));
+            if let Some(copier) = copier {
+                let _ = tokio::time::timeout(Duration::from_secs(2), copier).await;
+            }
+            Ok::<_, ContainerError>((record, exit))
+        });
+        let results = futures::future::join_all(stops).await;
+        let mut statuses = Vec::new();
+        let spec_containers = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.as_slice())
+            .unwrap_or(&[]);
+        for result in results {
+            let (record, exit) = result?;
+            let name = record
+                .labels
+                .get(labels::CONTAINER_NAME)
+                .cloned()
+                .unwrap_or_default();
+            let container = spec_containers
+                .iter()
+                .find(|c| c.name == name)
+                .cloned()
+                .unwrap_or_else(|| Container {
+                    name: name.clone(),
+                    ..Default::default()
+                });
+            let (code, at) = exit.unwrap_or((137, None));
+            statuses.push(status_from(
+                &container,
+                record,
+                TaskState::Exited { code, at },
+            ));
+        }
+        statuses.sort_by_key(|status| {
+            spec_containers
+                .iter()
+                .position(|c| c.name == status.name)
+                .unwrap_or(usize::MAX)
+        });
+        self.network
+            .teardown(&SandboxRef {
+                pod_uid: pod_ref.uid.to_string(),
+            })
+            .await?;
+        let dir = self.pod_dir(pod_ref.uid);
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(ContainerdRuntimeError::PodDir { path: dir, source }),
+        }
+        Ok(statuses)
+    }
+}
+
+#[async_trait]
+impl PodRuntime for ContainerdRuntime {
+    type Error = ContainerdRuntimeError;
+
+    fn version(&self) -> &str {
+        &self.version
+    }
+
+    async fn start_pod(&self, pod: &Pod) -> Result<StartedSandboxPod, Self::Error> {
+        let span = info_span!(
+            "pod_sync",
+            pod = pod.metadata.name.as_deref().unwrap_or_default(),
+            namespace = pod.metadata.namespace.as_deref().unwrap_or_default(),
+            uid = pod.metadata.uid.as_deref().unwrap_or_default(),
+        );
+        self.start_pod_inner(pod).instrument(span).await
+    }
+
+    async fn pod_status(&self, pod: &Pod) -> Result<Vec<ContainerStatus>, Self::Error> {
+        let pod_ref = pod_ref(pod)?;
+        let existing = self.pod_containers(pod_ref.uid).await?;
+        let mut statuses = Vec::new();
+        for container in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+            match existing.get(&container.name) {
+                Some(record) => {
+                    let state = containers::state(&self.connection, &record.id).await?;
+                    statuses.push(status_from(container, record, state));
+                }
+                None => statuses.push(waiting(container, "ContainerCreating", String::new())),
+            }
+        }
+        Ok(statuses)
+    }
+
+    async fn stop_pod(
+        &self,
+        pod: &Pod,
+        grace: Duration,
+    ) -> Result<Vec<ContainerStatus>, Self::Error> {
+        let span = info_span!(
+            "pod_stop",
+            pod = pod.metadata.name.as_deref().unwrap_or_default(),
+            namespace = pod.metadata.namespace.as_deref().unwrap_or_default(),
+            uid = pod.metadata.uid.as_deref().unwrap_or_default(),
+        );
+        self.stop_pod_inner(pod, grace).instrument(span).await
+    }
+
+    async fn list_pods(&self) -> Result<Vec<RuntimePod>, Self::Error> {
+        let all = containers::list(&self.connection, None).await?;
+        let mut pods: Vec<RuntimePod> = Vec::new();
+        for record in all {
+            let label = |key: &str| record.labels.get(key).cloned().unwrap_or_default();
+            let uid = label(labels::POD_UID);
+            if uid.is_empty() {
+                continue;
+            }
+            let running = matches!(
+                containers::state(&self.connection, &record.id).await?,
+                TaskState::Running { .. }
+            );
+            let entry = RuntimeContainer {
+                name: label(labels::CONTAINER_NAME),
+                id: record.id.clone(),
+                running,
+            };
+            match pods.iter_mut().find(|pod| pod.uid == uid) {
+                Some(pod) => pod.containers.push(entry),
+                None => pods.push(RuntimePod {
+                    uid,
+                    namespace: label(labels::POD_NAMESPACE),
+                    name: label(labels::POD_NAME),
+                    containers: vec![entry],
+                }),
+            }
+        }
+        Ok(pods)
+    }
+
+    fn exits(&self) -> broadcast::Receiver<ContainerExit> {
+        self.exits.subscribe()
+    }
+
+    fn log_path(&self, pod: &Pod, container: &str, restart_count: i32) -> PathBuf {
+        let pod_ref = PodRef {
+            uid: pod.metadata.uid.as_deref().unwrap_or_default(),
+            name: pod.metadata.name.as_deref().unwrap_or_default(),
+            namespace: pod.metadata.namespace.as_deref().unwrap_or("default"),
+        };
+        self.log_file(&pod_ref, container, restart_count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ids_fit_containerd_limits_and_name_the_instance() {
+        let id = container_id("0123abcd-4567-89ef-0123-456789abcdef", &"x".repeat(63), 3);
+        assert!(id.len() <= 76, "{id}");
+        assert!(id.starts_with(&format!(
+            "{}-xxx",
+            short_uid("0123abcd-4567-89ef-0123-456789abcdef")
+        )));
+        assert!(id.ends_with("-3"));
+    }
+}
