@@ -178,7 +178,9 @@ fn server_config(
         pki_dir: dir.pki(),
         tls_sans: sans,
         tokens,
-        watch_cache_events: 8192,
+        // Watchers older than this window replay from the store's own history,
+        // so a small window is enough; every event in it holds two decoded objects.
+        watch_cache_events: 1024,
         default_not_ready_toleration_seconds: cp.default_not_ready_toleration_seconds,
         default_unreachable_toleration_seconds: cp.default_unreachable_toleration_seconds,
         service_cidr: cp.service_cluster_ip_range,
