@@ -346,3 +346,79 @@ impl Drop for Etcd {
         let _ = self.child.wait();
     }
 }
+
+/// Which store a test cluster runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    Embedded,
+    Etcd,
+}
+
+/// A cluster and, for the etcd store, its etcd. Fields drop in order, so
+/// skiff stops before its etcd does.
+pub struct StoreCluster {
+    pub cluster: Cluster,
+    pub etcd: Option<Etcd>,
+}
+
+impl std::ops::Deref for StoreCluster {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        &self.cluster
+    }
+}
+
+impl std::ops::DerefMut for StoreCluster {
+    fn deref_mut(&mut self) -> &mut Cluster {
+        &mut self.cluster
+    }
+}
+
+/// Starts a cluster on `store` (a real etcd for [`Store::Etcd`]). Blocking:
+/// from a multi-thread tokio test it runs in `block_in_place`.
+pub fn start_on(store: Store) -> Result<StoreCluster> {
+    let start = || match store {
+        Store::Embedded => Ok(StoreCluster {
+            cluster: Cluster::start_default()?,
+            etcd: None,
+        }),
+        Store::Etcd => {
+            let etcd = Etcd::start()?;
+            let cluster = Cluster::start(ClusterOptions {
+                extra_args: vec![
+                    "--store".to_string(),
+                    "etcd".to_string(),
+                    "--etcd-endpoints".to_string(),
+                    etcd.client_url.clone(),
+                ],
+                ..ClusterOptions::default()
+            })?;
+            Ok(StoreCluster {
+                cluster,
+                etcd: Some(etcd),
+            })
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => tokio::task::block_in_place(start),
+        Err(_) => start(),
+    }
+}
+
+/// Runs an async test body `async fn NAME(store: e2e::Store) -> anyhow::Result<()>`
+/// once per store, as `NAME::on_the_embedded_store` and `NAME::on_the_etcd_store`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn on_the_embedded_store() -> anyhow::Result<()> {
+                super::$name($crate::Store::Embedded).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn on_the_etcd_store() -> anyhow::Result<()> {
+                super::$name($crate::Store::Etcd).await
+            }
+        }
+    )*};
+}

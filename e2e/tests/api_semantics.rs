@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use e2e::{Cluster, ClusterOptions, Etcd};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod};
@@ -23,73 +22,7 @@ use serde_json::{json, Value};
 // Harness: one cluster per test, on the embedded store or on a real etcd.
 // ---------------------------------------------------------------------------
 
-#[derive(Clone, Copy, Debug)]
-enum Store {
-    Embedded,
-    Etcd,
-}
-
-/// A cluster and, for the etcd store, its etcd. Fields drop in order, so
-/// skiff stops before its etcd does.
-struct TestCluster {
-    cluster: Cluster,
-    etcd: Option<Etcd>,
-}
-
-impl std::ops::Deref for TestCluster {
-    type Target = Cluster;
-    fn deref(&self) -> &Cluster {
-        &self.cluster
-    }
-}
-
-impl std::ops::DerefMut for TestCluster {
-    fn deref_mut(&mut self) -> &mut Cluster {
-        &mut self.cluster
-    }
-}
-
-fn start(store: Store) -> Result<TestCluster> {
-    tokio::task::block_in_place(|| match store {
-        Store::Embedded => Ok(TestCluster {
-            cluster: Cluster::start_default()?,
-            etcd: None,
-        }),
-        Store::Etcd => {
-            let etcd = Etcd::start()?;
-            let cluster = Cluster::start(ClusterOptions {
-                extra_args: vec![
-                    "--store".to_string(),
-                    "etcd".to_string(),
-                    "--etcd-endpoints".to_string(),
-                    etcd.client_url.clone(),
-                ],
-                ..ClusterOptions::default()
-            })?;
-            Ok(TestCluster {
-                cluster,
-                etcd: Some(etcd),
-            })
-        }
-    })
-}
-
-/// Runs an async test body once per store, as `NAME::on_the_embedded_store`
-/// and `NAME::on_the_etcd_store`.
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread")]
-            async fn on_the_embedded_store() -> anyhow::Result<()> {
-                super::$name(super::Store::Embedded).await
-            }
-            #[tokio::test(flavor = "multi_thread")]
-            async fn on_the_etcd_store() -> anyhow::Result<()> {
-                super::$name(super::Store::Etcd).await
-            }
-        }
-    )*};
-}
+use e2e::{on_both_stores, start_on as start, Cluster, Store};
 
 on_both_stores!(
     a_stale_resource_version_on_update_is_a_409_conflict,
@@ -1466,13 +1399,23 @@ async fn scale_eviction_and_binding_subresources_behave_like_kubernetes(
         scale.metadata.name.as_deref() == Some("scaled"),
         "{scale:?}"
     );
-    let mut new_scale = scale.clone();
-    if let Some(s) = new_scale.spec.as_mut() {
-        s.replicas = Some(5);
-    }
-    let put = deployments
-        .replace_scale("scaled", &PostParams::default(), &new_scale)
-        .await?;
+    // The Deployment controller writes status concurrently, so a PUT carrying
+    // the read revision may conflict; clients retry on 409, as client-go's
+    // RetryOnConflict does.
+    let mut attempt = 0;
+    let put = loop {
+        let mut new_scale = deployments.get_scale("scaled").await?;
+        if let Some(s) = new_scale.spec.as_mut() {
+            s.replicas = Some(5);
+        }
+        match deployments
+            .replace_scale("scaled", &PostParams::default(), &new_scale)
+            .await
+        {
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 10 => attempt += 1,
+            other => break other?,
+        }
+    };
     ensure!(
         put.spec.as_ref().and_then(|s| s.replicas) == Some(5),
         "{put:?}"

@@ -8,7 +8,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use e2e::{Cluster, ClusterOptions, Etcd};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -18,57 +17,7 @@ use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::Client;
 use serde_json::{json, Value};
 
-#[derive(Clone, Copy, Debug)]
-enum Store {
-    Embedded,
-    Etcd,
-}
-
-/// A cluster and, for the etcd store, its etcd (dropped after skiff).
-struct TestCluster {
-    cluster: Cluster,
-    _etcd: Option<Etcd>,
-}
-
-fn start(store: Store) -> Result<TestCluster> {
-    tokio::task::block_in_place(|| match store {
-        Store::Embedded => Ok(TestCluster {
-            cluster: Cluster::start_default()?,
-            _etcd: None,
-        }),
-        Store::Etcd => {
-            let etcd = Etcd::start()?;
-            let cluster = Cluster::start(ClusterOptions {
-                extra_args: vec![
-                    "--store".to_string(),
-                    "etcd".to_string(),
-                    "--etcd-endpoints".to_string(),
-                    etcd.client_url.clone(),
-                ],
-                ..ClusterOptions::default()
-            })?;
-            Ok(TestCluster {
-                cluster,
-                _etcd: Some(etcd),
-            })
-        }
-    })
-}
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread")]
-            async fn on_the_embedded_store() -> anyhow::Result<()> {
-                super::$name(super::Store::Embedded).await
-            }
-            #[tokio::test(flavor = "multi_thread")]
-            async fn on_the_etcd_store() -> anyhow::Result<()> {
-                super::$name(super::Store::Etcd).await
-            }
-        }
-    )*};
-}
+use e2e::{on_both_stores, start_on as start, Store};
 
 on_both_stores!(
     the_watcher_sees_create_modify_and_delete,
@@ -170,7 +119,7 @@ async fn until(
 
 async fn watcher_sees_changes(store: Store, config: watcher::Config) -> Result<()> {
     let c = start(store)?;
-    let api = Api::<ConfigMap>::default_namespaced(c.cluster.client().await?);
+    let api = Api::<ConfigMap>::default_namespaced(c.client().await?);
     api.create(
         &PostParams::default(),
         &config_map("before", &[("suite", "watcher")])?,
@@ -243,7 +192,7 @@ async fn the_watcher_with_streaming_lists_sees_create_modify_and_delete(
 
 async fn a_reflector_store_converges_to_the_servers_list(store: Store) -> Result<()> {
     let c = start(store)?;
-    let api = Api::<ConfigMap>::default_namespaced(c.cluster.client().await?);
+    let api = Api::<ConfigMap>::default_namespaced(c.client().await?);
     let (reader, writer) = reflector::store::<ConfigMap>();
     let stream = reflector(
         writer,
@@ -342,7 +291,7 @@ async fn json_patch(client: &Client, path: &str, ops: &Value) -> Result<(u16, Va
 
 async fn merge_and_json_patches_edit_an_object(store: Store) -> Result<()> {
     let c = start(store)?;
-    let client = c.cluster.client().await?;
+    let client = c.client().await?;
     let api = Api::<ConfigMap>::default_namespaced(client.clone());
     let mut cm = config_map("p", &[])?;
     cm.data = Some(
@@ -414,7 +363,7 @@ async fn merge_and_json_patches_edit_an_object(store: Store) -> Result<()> {
 
 async fn a_strategic_merge_patch_merges_containers_by_name(store: Store) -> Result<()> {
     let c = start(store)?;
-    let api = Api::<Deployment>::default_namespaced(c.cluster.client().await?);
+    let api = Api::<Deployment>::default_namespaced(c.client().await?);
     let d: Deployment = serde_json::from_value(json!({
         "metadata": {"name": "smp"},
         "spec": {
@@ -509,7 +458,7 @@ async fn a_strategic_merge_patch_merges_containers_by_name(store: Store) -> Resu
 
 async fn server_side_apply_tracks_field_managers_and_conflicts(store: Store) -> Result<()> {
     let c = start(store)?;
-    let api = Api::<ConfigMap>::default_namespaced(c.cluster.client().await?);
+    let api = Api::<ConfigMap>::default_namespaced(c.client().await?);
     let apply = |data: Value| {
         json!({
             "apiVersion": "v1",
@@ -615,7 +564,7 @@ async fn server_side_apply_tracks_field_managers_and_conflicts(store: Store) -> 
 
 async fn list_params_select_by_label(store: Store) -> Result<()> {
     let c = start(store)?;
-    let api = Api::<ConfigMap>::default_namespaced(c.cluster.client().await?);
+    let api = Api::<ConfigMap>::default_namespaced(c.client().await?);
     for (name, app) in [("l1", "web"), ("l2", "web"), ("l3", "db"), ("l4", "cache")] {
         api.create(
             &PostParams::default(),

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
-use e2e::{Cluster, ClusterOptions, Etcd};
+use e2e::{start_on, Cluster, Store};
 
 fn require_python_client() -> Result<()> {
     let out = Command::new("python3")
@@ -66,25 +66,11 @@ fn run_client_test(cluster: &Cluster) -> Result<()> {
 fn the_python_client_creates_lists_patches_watches_and_deletes_on_the_embedded_store() -> Result<()>
 {
     require_python_client()?;
-    let c = Cluster::start_default()?;
-    run_client_test(&c)
+    run_client_test(&start_on(Store::Embedded)?.cluster)
 }
 
 #[test]
 fn the_python_client_creates_lists_patches_watches_and_deletes_on_the_etcd_store() -> Result<()> {
     require_python_client()?;
-    let etcd = Etcd::start()?;
-    let c = Cluster::start(ClusterOptions {
-        extra_args: vec![
-            "--store".to_string(),
-            "etcd".to_string(),
-            "--etcd-endpoints".to_string(),
-            etcd.client_url.clone(),
-        ],
-        ..ClusterOptions::default()
-    })?;
-    let result = run_client_test(&c);
-    drop(c);
-    drop(etcd);
-    result
+    run_client_test(&start_on(Store::Etcd)?.cluster)
 }
