@@ -29,18 +29,25 @@ impl FieldValidation {
     }
 }
 
-/// Checks the body for fields the schema does not know, and duplicates.
-/// Returns warnings to send back (for `Warn`), or a 400 for `Strict`.
-pub fn check_fields(
+/// Checks a decoded body against its kind, in one typed decode: fills in
+/// `apiVersion`/`kind` or rejects ones naming another kind (400), rejects
+/// fields of the wrong JSON type (400), and finds fields the schema does not
+/// know plus (in a raw JSON body) duplicate keys. Those are returned as
+/// warnings for `Warn`, refused with a 400 for `Strict`, skipped for `Ignore`.
+pub fn check_body(
     def: &ResourceDef,
     raw: &[u8],
-    obj: &Value,
+    obj: &mut Value,
     mode: FieldValidation,
 ) -> ApiResult<Vec<String>> {
-    if mode == FieldValidation::Ignore {
+    check_type_meta(def, obj)?;
+    let want_unknown = mode != FieldValidation::Ignore;
+    let unknown = validation::check_typed_and_unknown(def.group, def.kind, obj, want_unknown)
+        .map_err(ApiError::BadRequest)?;
+    if !want_unknown {
         return Ok(Vec::new());
     }
-    let mut problems: Vec<String> = validation::unknown_fields(def.group, def.kind, obj)
+    let mut problems: Vec<String> = unknown
         .into_iter()
         .map(|f| format!("unknown field \"{f}\""))
         .collect();
@@ -65,9 +72,8 @@ pub fn check_fields(
     }
 }
 
-/// Rejects bodies whose fields have the wrong JSON types (400), and fills
-/// in `apiVersion`/`kind` or rejects ones that name another kind.
-pub fn check_type(def: &ResourceDef, obj: &mut Value) -> ApiResult<()> {
+/// Fills in `apiVersion`/`kind`, or rejects ones that name another kind.
+fn check_type_meta(def: &ResourceDef, obj: &mut Value) -> ApiResult<()> {
     let api_version = def.api_version();
     let o = obj
         .as_object_mut()
@@ -95,7 +101,7 @@ pub fn check_type(def: &ResourceDef, obj: &mut Value) -> ApiResult<()> {
             )))
         }
     }
-    validation::check_typed(def.group, def.kind, obj).map_err(ApiError::BadRequest)
+    Ok(())
 }
 
 /// Runs Kubernetes' validation; any failure is a 422 with one cause per field.

@@ -112,8 +112,7 @@ pub(crate) fn with_revision(mut obj: Value, kv: &KeyValue) -> Value {
 pub(crate) async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Written> {
     let mut obj = decode_body(ctx.content_type(), body)?;
     let mode = FieldValidation::parse(ctx.query.field_validation.as_deref())?;
-    let warnings = admission::check_fields(&ctx.def, body, &obj, mode)?;
-    admission::check_type(&ctx.def, &mut obj)?;
+    let warnings = admission::check_body(&ctx.def, body, &mut obj, mode)?;
     check_namespace_of(ctx, &mut obj)?;
     if objects::name(&obj).is_none() {
         match objects::meta_str(&obj, "generateName").filter(|g| !g.is_empty()) {
@@ -379,8 +378,7 @@ pub(crate) async fn update(
 ) -> ApiResult<Written> {
     let mut new = decode_body(ctx.content_type(), body)?;
     let mode = FieldValidation::parse(ctx.query.field_validation.as_deref())?;
-    let warnings = admission::check_fields(&ctx.def, body, &new, mode)?;
-    admission::check_type(&ctx.def, &mut new)?;
+    let warnings = admission::check_body(&ctx.def, body, &mut new, mode)?;
     let precondition = objects::resource_version(&new)?;
     let (kv, current) = read_object(ctx, name).await?;
     if precondition.is_some_and(|rv| rv != kv.mod_revision) {
@@ -541,8 +539,7 @@ pub(crate) async fn patch(
     let mut warnings = Vec::new();
     let stored = guaranteed_update(ctx, name, |current| {
         let mut new = patched(ctx, pt, current, body, ctx.def.group, ctx.def.kind)?;
-        warnings = admission::check_fields(&ctx.def, b"", &new, mode)?;
-        admission::check_type(&ctx.def, &mut new)?;
+        warnings = admission::check_body(&ctx.def, b"", &mut new, mode)?;
         if let Some(rv) = objects::resource_version(&new)? {
             if rv.to_string() != objects::meta_str(current, "resourceVersion").unwrap_or_default() {
                 return Err(ApiError::Conflict {
@@ -573,8 +570,7 @@ async fn apply_create(
     let kind = PatchKind::builtin(ctx.def.group, ctx.def.kind);
     let mut obj = patch::server_side_apply(None, &applied, &manager, true, &kind, &now)
         .map_err(|e| apply_error(ctx, name, e))?;
-    let warnings = admission::check_fields(&ctx.def, b"", &obj, mode)?;
-    admission::check_type(&ctx.def, &mut obj)?;
+    let warnings = admission::check_body(&ctx.def, b"", &mut obj, mode)?;
     check_namespace_of(ctx, &mut obj)?;
     if objects::name(&obj).is_some_and(|n| n != name) {
         return Err(ApiError::BadRequest(format!(

@@ -30,7 +30,7 @@ use std::fmt;
 use serde_json::Value;
 
 pub use duplicates::duplicate_fields;
-pub use typed::{check_typed, unknown_fields};
+pub use typed::{check_typed, check_typed_and_unknown, unknown_fields};
 
 /// One invalid field, as Kubernetes reports it in a `Status`'s `details.causes`.
 #[derive(Debug, Clone, PartialEq, Eq)]

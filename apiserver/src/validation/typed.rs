@@ -124,6 +124,46 @@ pub fn unknown_fields(group: &str, kind: &str, obj: &Value) -> Vec<String> {
     with_type(group, kind, Unknown(obj)).unwrap_or_default()
 }
 
+/// [`check_typed`] and, when `unknown` is set, [`unknown_fields`] in one
+/// decode: the admission path of every write calls this once.
+pub fn check_typed_and_unknown(
+    group: &str,
+    kind: &str,
+    obj: &Value,
+    unknown: bool,
+) -> Result<Vec<String>, String> {
+    struct Both<'a>(&'a Value, bool);
+    impl WithType for Both<'_> {
+        type Out = Result<Vec<String>, String>;
+        fn run<T: DeserializeOwned + Serialize>(self) -> Self::Out {
+            let v = without_type_meta(self.0);
+            let typed = match T::deserialize(&*v) {
+                Ok(t) => t,
+                Err(e) => {
+                    let msg = e.to_string();
+                    let path = locate::<T>(&v, &msg);
+                    return Err(if path.is_empty() {
+                        msg
+                    } else {
+                        format!("{path}: {msg}")
+                    });
+                }
+            };
+            let mut out = Vec::new();
+            if self.1 {
+                if let Ok(round_trip) = serde_json::to_value(&typed) {
+                    diff_keys(&v, &round_trip, "", &mut out);
+                }
+            }
+            Ok(out)
+        }
+    }
+    if !obj.is_object() {
+        return Err(format!("invalid type: expected a {kind} object"));
+    }
+    with_type(group, kind, Both(obj, unknown)).unwrap_or(Ok(Vec::new()))
+}
+
 /// Pushes the paths of keys in `input` that `known` lacks.
 fn diff_keys(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
     match (input, known) {
@@ -275,6 +315,24 @@ mod tests {
             },
             "status": {"replicas": 2, "conditions": [{"type": "Available", "status": "True"}]}
         })
+    }
+
+    #[test]
+    fn one_pass_reports_type_errors_and_unknown_fields_like_the_two_checks() {
+        let bad = serde_json::json!({"spec": {"replicas": "three"}});
+        assert_eq!(
+            check_typed_and_unknown("apps", "Deployment", &bad, true),
+            check_typed("apps", "Deployment", &bad).map(|_| Vec::new())
+        );
+        let extra = serde_json::json!({"metadata": {"name": "a"}, "spec": {"foo": 1}});
+        assert_eq!(
+            check_typed_and_unknown("apps", "Deployment", &extra, true),
+            Ok(unknown_fields("apps", "Deployment", &extra))
+        );
+        assert_eq!(
+            check_typed_and_unknown("apps", "Deployment", &extra, false),
+            Ok(Vec::new())
+        );
     }
 
     #[test]
