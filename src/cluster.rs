@@ -244,6 +244,7 @@ async fn serve_control_plane(cp: &ControlPlaneArgs, up: Option<&UpArgs>) -> Resu
                 count: up.nodes,
                 name: "skiff-node".to_string(),
                 runtime: up.runtime,
+                containerd_address: up.containerd_address.clone(),
             })
             .await?,
         );
@@ -317,6 +318,7 @@ async fn agent(args: AgentArgs) -> Result<()> {
         count: 1,
         name: args.node_name.clone(),
         runtime: args.runtime,
+        containerd_address: args.containerd_address.clone(),
     })
     .await?;
     println!(

@@ -288,6 +288,10 @@ pub struct PodNetworkStatus {
     pub netns_path: PathBuf,
     /// The pod IP.
     pub ip: IpAddr,
+    /// The pod's UID (the CNI container ID), so a sandbox left without
+    /// containers can still be torn down.
+    #[serde(default)]
+    pub pod_uid: String,
 }
 
 /// Sets up and tears down pod sandboxes' networks.
@@ -299,6 +303,10 @@ pub trait PodNetwork: Send + Sync + 'static {
     /// Detaches the pod (CNI DEL frees its IP) and deletes its netns;
     /// idempotent.
     async fn teardown(&self, sandbox: &SandboxRef) -> Result<(), CniError>;
+    /// Every sandbox set up and not torn down (from the saved state).
+    async fn sandboxes(&self) -> Vec<SandboxRef> {
+        Vec::new()
+    }
 }
 
 /// The CNI implementation of [`PodNetwork`].
@@ -470,9 +478,30 @@ impl<E: PluginExec, N: NetnsOps> PodNetwork for CniNetwork<E, N> {
         let status = PodNetworkStatus {
             netns_path: netns,
             ip,
+            pod_uid: sandbox.pod_uid.clone(),
         };
         self.save(sandbox, &status).await?;
         Ok(status)
+    }
+
+    async fn sandboxes(&self) -> Vec<SandboxRef> {
+        let mut found = Vec::new();
+        let Ok(mut entries) = tokio::fs::read_dir(&self.config.state_dir).await else {
+            return found;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let Ok(bytes) = tokio::fs::read(entry.path()).await else {
+                continue;
+            };
+            if let Ok(status) = serde_json::from_slice::<PodNetworkStatus>(&bytes) {
+                if !status.pod_uid.is_empty() {
+                    found.push(SandboxRef {
+                        pod_uid: status.pod_uid,
+                    });
+                }
+            }
+        }
+        found
     }
 
     async fn teardown(&self, sandbox: &SandboxRef) -> Result<(), CniError> {

@@ -2,16 +2,19 @@
 //!
 //! Owns: the runtime abstraction ([`runtime::Runtime`], with containerd and
 //! simulated implementations), pod sync, probes, logs/exec streams and stats.
-//! Today it ships the simulated nodes ([`sim`]), kwok-style, used by scale
-//! tests. Talks to the cluster only through the Kubernetes API with `kube`; it
+//! It ships the real node agent ([`agent`]), running pods as containers
+//! through containerd ([`containerd`], [`cni`]), and the simulated nodes
+//! ([`sim`]), kwok-style, used by scale tests. Talks to the cluster only through the Kubernetes API with `kube`; it
 //! must never depend on the `apiserver` crate.
 
+pub mod agent;
 pub mod cni;
 pub mod containerd;
 pub mod runtime;
 pub mod sim;
 mod time;
 
+pub use agent::{Agent, AgentConfig, AgentError};
 pub use sim::{run_sim_nodes, SimConfig, SimNode};
 
 /// Configuration of one node agent (filled in by the kubelet issue).

@@ -1,21 +1,25 @@
-//! Starts node agents (owned by the kubelet/scheduler issues).
+//! Starts node agents (owned by the kubelet/scheduler issues): simulated
+//! nodes, or real ones running pods through containerd.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 
 /// What `skiff up` / `skiff agent` ask of the node agents.
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
     /// The API server URL and a kubeconfig to reach it.
     pub kubeconfig: PathBuf,
-    /// Where the nodes keep their state (the containerd runtime's root).
-    #[allow(dead_code)]
+    /// Where the nodes keep their state: `DATA_DIR/nodes`, one folder per
+    /// node (its containerd, CNI state, pod dirs and logs). Images are
+    /// imported from `DATA_DIR/images`.
     pub data_dir: PathBuf,
     pub count: u32,
     /// Node names are `{prefix}{index}` when `count > 1`, or `name` itself.
     pub name: String,
     pub runtime: crate::cli::Runtime,
+    /// An existing containerd socket to use instead of starting one.
+    pub containerd_address: Option<PathBuf>,
 }
 
 /// The simulated nodes' configuration: `{name}-{i}` for `count > 1`, else `name`.
@@ -29,11 +33,8 @@ fn sim_config(opts: &NodeOptions) -> kubelet::SimConfig {
 
 /// Starts the node agents; returns once every Node is registered.
 pub async fn start_nodes(opts: NodeOptions) -> Result<Vec<tokio::task::JoinHandle<()>>> {
-    match opts.runtime {
-        crate::cli::Runtime::Containerd => {
-            bail!("the containerd runtime is not available yet; use --runtime sim")
-        }
-        crate::cli::Runtime::Sim => {}
+    if opts.runtime == crate::cli::Runtime::Containerd {
+        return start_containerd_nodes(&opts, opts.containerd_address.as_deref()).await;
     }
     if opts.count == 0 {
         return Ok(Vec::new());
@@ -47,4 +48,105 @@ pub async fn start_nodes(opts: NodeOptions) -> Result<Vec<tokio::task::JoinHandl
             tracing::error!(error = %e, "the simulated nodes stopped");
         }
     })])
+}
+
+/// The real nodes' configurations: names as for simulated nodes; node `i`
+/// of several gets pod CIDR `10.244.i.0/24` and bridge `skiff<i>`, a lone
+/// node (e.g. `skiff agent`) an index hashed from its name.
+fn agent_configs(
+    opts: &NodeOptions,
+    containerd_address: Option<&Path>,
+) -> Vec<kubelet::AgentConfig> {
+    let images = opts.data_dir.parent().map(|root| root.join("images"));
+    (0..opts.count)
+        .map(|i| {
+            let (name, index) = if opts.count == 1 {
+                let index = kubelet::AgentConfig::index_for_name(&opts.name);
+                (opts.name.clone(), index)
+            } else {
+                (format!("{}-{i}", opts.name), i)
+            };
+            let mut config = kubelet::AgentConfig::new(&name, &opts.data_dir.join(&name), index);
+            config.images_dir = images.clone();
+            config.containerd_address = containerd_address.map(Path::to_path_buf);
+            config
+        })
+        .collect()
+}
+
+/// Starts one containerd-backed agent per node; returns once every Node
+/// is registered.
+async fn start_containerd_nodes(
+    opts: &NodeOptions,
+    containerd_address: Option<&Path>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    if opts.count == 0 {
+        return Ok(Vec::new());
+    }
+    let client = crate::components::client_from_kubeconfig(&opts.kubeconfig).await?;
+    // Nodes start in parallel (each waits for its own containerd).
+    let starts: Vec<_> = agent_configs(opts, containerd_address)
+        .into_iter()
+        .map(|config| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let name = config.node_name.clone();
+                kubelet::Agent::start(client, config)
+                    .await
+                    .map_err(|e| match e {
+                        // Machine-wide problems read the same for every node.
+                        kubelet::AgentError::NotRoot
+                        | kubelet::AgentError::Missing { .. }
+                        | kubelet::AgentError::NoSocket(_) => anyhow!("{e}"),
+                        other => anyhow!("node {name}: {other}"),
+                    })
+            })
+        })
+        .collect();
+    let mut agents = Vec::new();
+    for start in starts {
+        agents.push(start.await.context("a node agent failed to start")??);
+    }
+    Ok(agents
+        .into_iter()
+        .map(|agent| tokio::spawn(agent.run()))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(count: u32) -> NodeOptions {
+        NodeOptions {
+            kubeconfig: PathBuf::from("/d/kubeconfig.yaml"),
+            data_dir: PathBuf::from("/d/nodes"),
+            count,
+            name: "skiff-node".to_string(),
+            runtime: crate::cli::Runtime::Containerd,
+            containerd_address: None,
+        }
+    }
+
+    #[test]
+    fn each_real_node_gets_its_own_dir_cidr_bridge_and_namespace() {
+        let configs = agent_configs(&options(2), None);
+        assert_eq!(configs[0].node_name, "skiff-node-0");
+        assert_eq!(configs[1].data_dir, PathBuf::from("/d/nodes/skiff-node-1"));
+        assert_eq!(configs[0].pod_cidr, "10.244.0.0/24");
+        assert_eq!(configs[1].pod_cidr, "10.244.1.0/24");
+        assert_ne!(configs[0].bridge, configs[1].bridge);
+        assert_eq!(configs[1].containerd_namespace, "skiff-skiff-node-1");
+        assert_eq!(configs[0].images_dir, Some(PathBuf::from("/d/images")));
+    }
+
+    #[test]
+    fn a_lone_node_keeps_its_name() {
+        let configs = agent_configs(&options(1), Some(Path::new("/run/containerd.sock")));
+        assert_eq!(configs[0].node_name, "skiff-node");
+        assert_eq!(
+            configs[0].containerd_address,
+            Some(PathBuf::from("/run/containerd.sock"))
+        );
+    }
 }

@@ -207,32 +207,32 @@ impl ImageStore {
     /// Imports an OCI-layout or docker-save tarball; returns the names.
     pub async fn import_archive(&self, path: &Path) -> Result<Vec<String>, ImageError> {
         let span = info_span!("image_import", archive = %path.display());
-        async {
-            let scratch = self.scratch_dir.join(format!(
-                ".import-{}",
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_nanos()
-            ));
-            let archive_path = path.to_path_buf();
-            let extract_dir = scratch.clone();
-            let images = tokio::task::spawn_blocking(move || {
-                archive::extract(&archive_path, &extract_dir)?;
-                archive::read_images(&extract_dir)
-            })
-            .await
-            .map_err(ImageError::Join)
-            .and_then(|result| result.map_err(ImageError::from));
-            let result = match images {
-                Ok(images) => self.import_images(&images).await,
-                Err(error) => Err(error),
-            };
-            let _ = tokio::fs::remove_dir_all(&scratch).await;
-            result
-        }
-        .instrument(span)
+        self.import_archive_inner(path).instrument(span).await
+    }
+
+    async fn import_archive_inner(&self, path: &Path) -> Result<Vec<String>, ImageError> {
+        let scratch = self.scratch_dir.join(format!(
+            ".import-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        ));
+        let archive_path = path.to_path_buf();
+        let extract_dir = scratch.clone();
+        let images = tokio::task::spawn_blocking(move || {
+            archive::extract(&archive_path, &extract_dir)?;
+            archive::read_images(&extract_dir)
+        })
         .await
+        .map_err(ImageError::Join)
+        .and_then(|result| result.map_err(ImageError::from));
+        let result = match images {
+            Ok(images) => self.import_images(&images).await,
+            Err(error) => Err(error),
+        };
+        let _ = tokio::fs::remove_dir_all(&scratch).await;
+        result
     }
 
     async fn import_images(&self, images: &[ArchiveImage]) -> Result<Vec<String>, ImageError> {
@@ -372,49 +372,17 @@ impl ImageStore {
             data: Vec::new(),
             labels: HashMap::new(),
         };
-        let read_error: Arc<Mutex<Option<std::io::Error>>> = Arc::new(Mutex::new(None));
-        let stream_error = read_error.clone();
-        let requests = futures::stream::unfold(Some((reader, 0i64, false)), move |state| {
-            let base = base.clone();
-            let labels = labels.clone();
-            let stream_error = stream_error.clone();
-            async move {
-                let (mut reader, offset, _) = state?;
-                let mut data = vec![0u8; WRITE_CHUNK];
-                let mut filled = 0;
-                while filled < data.len() {
-                    match reader.read(&mut data[filled..]).await {
-                        Ok(0) => break,
-                        Ok(read) => filled += read,
-                        Err(error) => {
-                            if let Ok(mut slot) = stream_error.lock() {
-                                *slot = Some(error);
-                            }
-                            return None;
-                        }
-                    }
-                }
-                if filled == 0 {
-                    let commit = WriteContentRequest {
-                        action: WriteAction::Commit as i32,
-                        offset,
-                        labels,
-                        ..base
-                    };
-                    return Some((commit, None));
-                }
-                data.truncate(filled);
-                let next = offset + i64::try_from(filled).unwrap_or(0);
-                let write = WriteContentRequest {
-                    offset,
-                    data,
-                    ..base
-                };
-                Some((write, Some((reader, next, false))))
-            }
-        });
+        // A producer task reads the blob into a small channel that tonic
+        // streams to containerd (a channel, not a closure-built stream,
+        // keeps the import future `Send` for `tokio::spawn`).
+        let (chunks, requests) = futures::channel::mpsc::channel(2);
+        let producer = tokio::spawn(produce_chunks(reader, base, labels, chunks));
         let outcome = self.stream_write(lease, requests).await;
-        let failed_read = read_error.lock().ok().and_then(|mut slot| slot.take());
+        let failed_read = match producer.await {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(error),
+            Err(join) => Some(std::io::Error::other(join.to_string())),
+        };
         if let Some(source) = failed_read {
             self.abort_write(&reference).await;
             let path = match &blob.source {
@@ -436,14 +404,11 @@ impl ImageStore {
     async fn stream_write(
         &self,
         lease: &Lease,
-        requests: impl futures::Stream<Item = WriteContentRequest> + Send + 'static,
+        requests: futures::channel::mpsc::Receiver<WriteContentRequest>,
     ) -> Result<(), containerd_client::tonic::Status> {
-        let mut responses = self
-            .connection
-            .content()
-            .write(self.connection.leased_request(requests, lease))
-            .await?
-            .into_inner();
+        let mut client = self.connection.content();
+        let request = self.connection.leased_request(requests, lease);
+        let mut responses = client.write(request).await?.into_inner();
         while responses.message().await?.is_some() {}
         Ok(())
     }
@@ -622,6 +587,49 @@ fn descriptor(blob: &Blob) -> Descriptor {
         digest: blob.digest.clone(),
         size: blob.size,
         annotations: Default::default(),
+    }
+}
+
+/// Reads `reader` in [`WRITE_CHUNK`] pieces into content write requests
+/// (then the commit with `labels`); a read error ends the stream early.
+async fn produce_chunks(
+    mut reader: Pin<Box<dyn AsyncRead + Send>>,
+    base: WriteContentRequest,
+    labels: HashMap<String, String>,
+    mut chunks: futures::channel::mpsc::Sender<WriteContentRequest>,
+) -> Result<(), std::io::Error> {
+    use futures::SinkExt;
+    let mut offset = 0i64;
+    loop {
+        let mut data = vec![0u8; WRITE_CHUNK];
+        let mut filled = 0;
+        while filled < data.len() {
+            match reader.read(&mut data[filled..]).await? {
+                0 => break,
+                read => filled += read,
+            }
+        }
+        if filled == 0 {
+            let commit = WriteContentRequest {
+                action: WriteAction::Commit as i32,
+                offset,
+                labels,
+                ..base
+            };
+            // A closed channel means the write failed; the caller reports it.
+            let _ = chunks.send(commit).await;
+            return Ok(());
+        }
+        data.truncate(filled);
+        let write = WriteContentRequest {
+            offset,
+            data,
+            ..base.clone()
+        };
+        if chunks.send(write).await.is_err() {
+            return Ok(());
+        }
+        offset += i64::try_from(filled).unwrap_or(0);
     }
 }
 

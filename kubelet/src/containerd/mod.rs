@@ -57,4 +57,12 @@ pub mod labels {
     pub const IMAGE_ID: &str = "io.skiff.container.image-id";
     /// How many times this container was restarted before this instance.
     pub const RESTART_COUNT: &str = "io.skiff.container.restart-count";
+    /// The previous instance's exit code (its `lastState.terminated`).
+    pub const LAST_EXIT_CODE: &str = "io.skiff.container.last-exit-code";
+    /// The previous instance's start, as Unix seconds.
+    pub const LAST_STARTED_AT: &str = "io.skiff.container.last-started-at";
+    /// The previous instance's exit, as Unix seconds.
+    pub const LAST_FINISHED_AT: &str = "io.skiff.container.last-finished-at";
+    /// The previous instance's containerd ID.
+    pub const LAST_CONTAINER_ID: &str = "io.skiff.container.last-id";
 }

@@ -76,6 +76,14 @@ pub trait PodRuntime: Send + Sync + 'static {
     /// Sets up the sandbox and starts every container (or re-adopts those
     /// already running).
     async fn start_pod(&self, pod: &Pod) -> Result<StartedSandboxPod, Self::Error>;
+    /// Replaces the latest instance of `container` (stopped first if it
+    /// still runs) by a new one with a restart count one higher, whose
+    /// `lastState` tells how the old one ended.
+    async fn restart_container(
+        &self,
+        pod: &Pod,
+        container: &str,
+    ) -> Result<ContainerStatus, Self::Error>;
     /// The containers' current statuses, in spec order.
     async fn pod_status(&self, pod: &Pod) -> Result<Vec<ContainerStatus>, Self::Error>;
     /// Stops every container (SIGTERM, SIGKILL after `grace`), removes
@@ -85,7 +93,8 @@ pub trait PodRuntime: Send + Sync + 'static {
         pod: &Pod,
         grace: Duration,
     ) -> Result<Vec<ContainerStatus>, Self::Error>;
-    /// Every pod the runtime knows on this node.
+    /// Every pod the runtime knows on this node (with containers, or only
+    /// a network sandbox).
     async fn list_pods(&self) -> Result<Vec<RuntimePod>, Self::Error>;
     /// Exit events; a lagging receiver must resync with `pod_status`.
     fn exits(&self) -> broadcast::Receiver<ContainerExit>;

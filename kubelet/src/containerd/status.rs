@@ -34,6 +34,90 @@ pub fn timestamp(at: Option<(i64, i32)>) -> Option<Time> {
     Timestamp::new(seconds, nanos).ok().map(Time)
 }
 
+/// The instance number of a container record (its restart count).
+pub fn restart_count(record: &ContainerdContainer) -> i32 {
+    record
+        .labels
+        .get(labels::RESTART_COUNT)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// How the previous instance of a container ended, kept on the next
+/// instance's labels so `lastState` survives agent restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastExit {
+    /// Its exit code.
+    pub exit_code: i32,
+    /// When it started (Unix seconds).
+    pub started_at: Option<i64>,
+    /// When it exited (Unix seconds).
+    pub finished_at: Option<i64>,
+    /// Its containerd ID.
+    pub container_id: String,
+}
+
+impl LastExit {
+    /// The labels recording this exit.
+    pub fn labels(&self) -> Vec<(String, String)> {
+        let mut out = vec![
+            (
+                labels::LAST_EXIT_CODE.to_string(),
+                self.exit_code.to_string(),
+            ),
+            (
+                labels::LAST_CONTAINER_ID.to_string(),
+                self.container_id.clone(),
+            ),
+        ];
+        if let Some(at) = self.started_at {
+            out.push((labels::LAST_STARTED_AT.to_string(), at.to_string()));
+        }
+        if let Some(at) = self.finished_at {
+            out.push((labels::LAST_FINISHED_AT.to_string(), at.to_string()));
+        }
+        out
+    }
+
+    /// The exit recorded on `record`, if it is a restarted instance.
+    pub fn from_labels(record: &ContainerdContainer) -> Option<Self> {
+        let label = |key: &str| record.labels.get(key);
+        Some(Self {
+            exit_code: label(labels::LAST_EXIT_CODE)?.parse().ok()?,
+            started_at: label(labels::LAST_STARTED_AT).and_then(|v| v.parse().ok()),
+            finished_at: label(labels::LAST_FINISHED_AT).and_then(|v| v.parse().ok()),
+            container_id: label(labels::LAST_CONTAINER_ID)
+                .cloned()
+                .unwrap_or_default(),
+        })
+    }
+
+    /// As a Kubernetes `lastState`.
+    pub fn to_state(&self) -> ContainerState {
+        ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: self.exit_code,
+                reason: Some(exit_reason(self.exit_code).to_string()),
+                started_at: timestamp(self.started_at.map(|s| (s, 0))),
+                finished_at: timestamp(self.finished_at.map(|s| (s, 0))),
+                container_id: (!self.container_id.is_empty())
+                    .then(|| format!("containerd://{}", self.container_id)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+/// `Completed` for exit code 0, else `Error` (OOM kills are reported apart).
+pub fn exit_reason(exit_code: i32) -> &'static str {
+    if exit_code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    }
+}
+
 /// The status of a container from its containerd record and task state.
 pub fn status_from(
     container: &Container,
@@ -41,9 +125,7 @@ pub fn status_from(
     state: TaskState,
 ) -> ContainerStatus {
     let label = |key: &str| record.labels.get(key).cloned();
-    let restart_count = label(labels::RESTART_COUNT)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let restart_count = restart_count(record);
     let started_at = timestamp(record.created_at.as_ref().map(|t| (t.seconds, t.nanos)));
     let container_state = match state {
         TaskState::Running { .. } => ContainerState {
@@ -55,7 +137,7 @@ pub fn status_from(
             ContainerState {
                 terminated: Some(ContainerStateTerminated {
                     exit_code,
-                    reason: Some(if exit_code == 0 { "Completed" } else { "Error" }.to_string()),
+                    reason: Some(exit_reason(exit_code).to_string()),
                     started_at,
                     finished_at: timestamp(at),
                     container_id: Some(format!("containerd://{}", record.id)),
@@ -82,6 +164,7 @@ pub fn status_from(
         started: Some(running),
         restart_count,
         state: Some(container_state),
+        last_state: LastExit::from_labels(record).map(|last| last.to_state()),
         ..Default::default()
     }
 }
@@ -89,6 +172,40 @@ pub fn status_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restarted_instance_reports_the_previous_exit_as_last_state() {
+        let container = Container {
+            name: "c".to_string(),
+            ..Default::default()
+        };
+        let last = LastExit {
+            exit_code: 1,
+            started_at: Some(1_700_000_000),
+            finished_at: Some(1_700_000_002),
+            container_id: "abc-c-0".to_string(),
+        };
+        let mut record = ContainerdContainer {
+            id: "abc-c-1".to_string(),
+            ..Default::default()
+        };
+        record.labels.extend(last.labels());
+        record
+            .labels
+            .insert(labels::RESTART_COUNT.to_string(), "1".to_string());
+        let status = status_from(&container, &record, TaskState::Running { pid: 1 });
+        assert_eq!(status.restart_count, 1);
+        let terminated = status
+            .last_state
+            .and_then(|s| s.terminated)
+            .expect("last state");
+        assert_eq!(terminated.exit_code, 1);
+        assert_eq!(terminated.reason.as_deref(), Some("Error"));
+        assert_eq!(
+            terminated.container_id.as_deref(),
+            Some("containerd://abc-c-0")
+        );
+    }
 
     #[test]
     fn a_missing_image_with_pull_policy_never_waits_with_err_image_never_pull() {

@@ -28,12 +28,23 @@ pub(crate) async fn ensure(
     config: &SimConfig,
     node: &str,
 ) -> Result<(), SimError> {
-    let err = |source| SimError::Register {
-        node: node.to_string(),
-        source,
-    };
+    ensure_lease(client, config.lease_duration, node)
+        .await
+        .map_err(|source| SimError::Register {
+            node: node.to_string(),
+            source,
+        })
+}
+
+/// Creates (or renews) `node`'s Lease, owned by its Node; shared by the
+/// simulated nodes and the real node agent.
+pub(crate) async fn ensure_lease(
+    client: &Client,
+    lease_duration: Duration,
+    node: &str,
+) -> Result<(), kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let owner = nodes.get(node).await.map_err(err)?;
+    let owner = nodes.get(node).await?;
     let lease = Lease {
         metadata: ObjectMeta {
             name: Some(node.to_string()),
@@ -49,7 +60,7 @@ pub(crate) async fn ensure(
         },
         spec: Some(LeaseSpec {
             holder_identity: Some(node.to_string()),
-            lease_duration_seconds: Some(config.lease_duration.as_secs() as i32),
+            lease_duration_seconds: Some(lease_duration.as_secs() as i32),
             renew_time: Some(crate::time::micro_now()),
             ..Default::default()
         }),
@@ -58,17 +69,26 @@ pub(crate) async fn ensure(
     match leases.create(&PostParams::default(), &lease).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => {
-            renew(&leases, node, config).await.map_err(err)
+            renew_lease(&leases, node, lease_duration).await
         }
-        Err(e) => Err(err(e)),
+        Err(e) => Err(e),
     }
 }
 
 async fn renew(leases: &Api<Lease>, node: &str, config: &SimConfig) -> Result<(), kube::Error> {
+    renew_lease(leases, node, config.lease_duration).await
+}
+
+/// Renews `node`'s Lease now.
+pub(crate) async fn renew_lease(
+    leases: &Api<Lease>,
+    node: &str,
+    lease_duration: Duration,
+) -> Result<(), kube::Error> {
     let patch = serde_json::json!({
         "spec": {
             "holderIdentity": node,
-            "leaseDurationSeconds": config.lease_duration.as_secs(),
+            "leaseDurationSeconds": lease_duration.as_secs(),
             "renewTime": crate::time::micro_now(),
         }
     });

@@ -11,8 +11,8 @@
 //! ([`SimConfig::status_concurrency`]).
 
 mod ipam;
-mod lease;
-mod node;
+pub(crate) mod lease;
+pub(crate) mod node;
 mod pods;
 mod runtime;
 

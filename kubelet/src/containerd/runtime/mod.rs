@@ -21,7 +21,7 @@ use containerd_client::services::v1::Container as ContainerdContainer;
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{info, info_span, Instrument};
 
 use super::connection::{Connection, RpcError};
 use super::containers::{self, ContainerError, CreateContainer, TaskState};
@@ -32,8 +32,10 @@ use super::pod_runtime::{
     ContainerExit, PodRuntime, RuntimeContainer, RuntimePod, StartedSandboxPod,
 };
 use super::spec::{CgroupVersion, SpecBuilder};
-use super::status::{status_from, waiting};
+use super::status::{restart_count, status_from, waiting, LastExit};
 use crate::cni::{short_uid, CniError, PodNetwork, PodNetworkStatus, SandboxRef};
+
+mod instances;
 
 const POD_LEASE_EXPIRY: Duration = Duration::from_secs(600);
 const EXIT_EVENTS_CAPACITY: usize = 256;
@@ -47,6 +49,14 @@ pub enum ContainerdRuntimeError {
     /// The pod has no spec.
     #[error("pod {0} has no spec")]
     MissingSpec(String),
+    /// The pod spec has no container of that name.
+    #[error("pod {pod} has no container {container}")]
+    UnknownContainer {
+        /// The pod's name.
+        pod: String,
+        /// The container's name.
+        container: String,
+    },
     /// The pod network could not be set up or torn down.
     #[error(transparent)]
     Network(#[from] CniError),
@@ -112,6 +122,13 @@ impl std::fmt::Debug for ContainerdRuntime {
             .field("version", &self.version)
             .finish()
     }
+}
+
+/// A pod's sandbox, set up: what each of its containers joins.
+struct Sandbox {
+    network: PodNetworkStatus,
+    etc: (PathBuf, PathBuf),
+    lease: super::connection::Lease,
 }
 
 /// Identity of a pod, taken from its metadata.
@@ -240,20 +257,23 @@ impl ContainerdRuntime {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn start_container(
         &self,
         pod: &PodRef<'_>,
         container: &Container,
-        network: &PodNetworkStatus,
-        etc: &(PathBuf, PathBuf),
-        lease: &super::connection::Lease,
+        sandbox: &Sandbox,
+        restart_count: i32,
+        last: Option<&LastExit>,
     ) -> Result<ContainerStatus, ContainerdRuntimeError> {
+        let (network, etc, lease) = (&sandbox.network, &sandbox.etc, &sandbox.lease);
         let image = match self.ensure_image(container).await {
             Ok(image) => image,
-            Err(status) => return Ok(status),
+            Err(mut status) => {
+                status.restart_count = restart_count;
+                status.last_state = last.map(LastExit::to_state);
+                return Ok(status);
+            }
         };
-        let restart_count = 0;
         let id = container_id(pod.uid, &container.name, restart_count);
         let cgroups_path = format!(
             "{}/pod{}/{}",
@@ -278,7 +298,7 @@ impl ContainerdRuntime {
                 ))
             }
         };
-        let container_labels = HashMap::from([
+        let mut container_labels = HashMap::from([
             (labels::POD_UID.to_string(), pod.uid.to_string()),
             (labels::POD_NAME.to_string(), pod.name.to_string()),
             (labels::POD_NAMESPACE.to_string(), pod.namespace.to_string()),
@@ -290,6 +310,7 @@ impl ContainerdRuntime {
             (labels::IMAGE_ID.to_string(), image.config_digest.clone()),
             (labels::RESTART_COUNT.to_string(), restart_count.to_string()),
         ]);
+        container_labels.extend(last.map(LastExit::labels).unwrap_or_default());
         let request = CreateContainer {
             id: id.clone(),
             spec,
@@ -327,64 +348,25 @@ impl ContainerdRuntime {
         Ok(status_from(container, &record, TaskState::Running { pid }))
     }
 
-    fn track(&self, id: &str, copier: JoinHandle<()>) {
-        if let Ok(mut copiers) = self.copiers.lock() {
-            copiers.insert(id.to_string(), copier);
-        }
-    }
-
-    fn watch_exit(&self, pod_uid: &str, name: &str, id: &str) {
-        let connection = self.connection.clone();
-        let exits = self.exits.clone();
-        let (pod_uid, name, id) = (pod_uid.to_string(), name.to_string(), id.to_string());
-        tokio::spawn(async move {
-            if let Ok((code, _)) = containers::wait(&connection, &id).await {
-                // No receiver is fine: the pod loop may not listen yet.
-                let _ = exits.send(ContainerExit {
-                    pod_uid,
-                    container: name,
-                    exit_code: i32::try_from(code).unwrap_or(i32::MAX),
-                });
-            }
-        });
-    }
-
-    /// Re-attaches log copying and exit watching to a container found
-    /// running after an agent restart.
-    async fn adopt(&self, pod: &PodRef<'_>, container: &Container, record: &ContainerdContainer) {
-        let already = self
-            .copiers
-            .lock()
-            .map(|copiers| copiers.contains_key(&record.id))
-            .unwrap_or(true);
-        if already {
-            return;
-        }
-        let restart_count = record
-            .labels
-            .get(labels::RESTART_COUNT)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        match FifoPair::open(&self.pod_dir(pod.uid).join("io"), &record.id, false).await {
-            Ok(fifos) => {
-                let copier = fifos.spawn_copier(self.log_file(pod, &container.name, restart_count));
-                self.track(&record.id, copier);
-            }
-            Err(error) => warn!(id = %record.id, %error, "cannot re-attach container logs"),
-        }
-        self.watch_exit(pod.uid, &container.name, &record.id);
-        info!(container = %container.name, id = %record.id, "container re-adopted");
-    }
-
+    /// The latest instance of each container of the pod.
     async fn pod_containers(
         &self,
         uid: &str,
     ) -> Result<HashMap<String, ContainerdContainer>, ContainerdRuntimeError> {
         let found = containers::list(&self.connection, Some((labels::POD_UID, uid))).await?;
-        Ok(found
-            .into_iter()
-            .filter_map(|c| Some((c.labels.get(labels::CONTAINER_NAME)?.clone(), c)))
-            .collect())
+        let mut latest: HashMap<String, ContainerdContainer> = HashMap::new();
+        for record in found {
+            let Some(name) = record.labels.get(labels::CONTAINER_NAME).cloned() else {
+                continue;
+            };
+            let newer = latest
+                .get(&name)
+                .is_none_or(|seen| restart_count(seen) < restart_count(&record));
+            if newer {
+                latest.insert(name, record);
+            }
+        }
+        Ok(latest)
     }
 
     async fn start_pod_inner(
@@ -406,6 +388,11 @@ impl ContainerdRuntime {
             .connection
             .create_lease("pod", POD_LEASE_EXPIRY)
             .await?;
+        let sandbox = Sandbox {
+            network,
+            etc,
+            lease,
+        };
         let mut statuses = Vec::with_capacity(spec.containers.len());
         let mut failure = None;
         for container in &spec.containers {
@@ -425,7 +412,7 @@ impl ContainerdRuntime {
                 continue;
             }
             match self
-                .start_container(&pod_ref, container, &network, &etc, &lease)
+                .start_container(&pod_ref, container, &sandbox, 0, None)
                 .await
             {
                 Ok(status) => statuses.push(status),
@@ -435,12 +422,13 @@ impl ContainerdRuntime {
                 }
             }
         }
-        self.connection.delete_lease(lease).await?;
+        let pod_ip = sandbox.network.ip.to_string();
+        self.connection.delete_lease(sandbox.lease).await?;
         if let Some(error) = failure {
             return Err(error);
         }
         Ok(StartedSandboxPod {
-            pod_ip: Some(network.ip.to_string()),
+            pod_ip: Some(pod_ip),
             containers: statuses,
             init_containers: Vec::new(),
         })
@@ -456,14 +444,7 @@ impl ContainerdRuntime {
         let stops = existing.values().map(|record| async move {
             let exit = containers::stop(&self.connection, &record.id, grace).await?;
             containers::remove(&self.connection, &record.id).await?;
-            let copier = self
-                .copiers
-                .lock()
-                .ok()
-                .and_then(|mut copiers| copiers.remove(&record.id));
-            if let Some(copier) = copier {
-                let _ = tokio::time::timeout(Duration::from_secs(2), copier).await;
-            }
+            self.forget(&record.id).await;
             Ok::<_, ContainerError>((record, exit))
         });
         let results = futures::future::join_all(stops).await;
@@ -534,6 +515,22 @@ impl PodRuntime for ContainerdRuntime {
         self.start_pod_inner(pod).instrument(span).await
     }
 
+    async fn restart_container(
+        &self,
+        pod: &Pod,
+        container: &str,
+    ) -> Result<ContainerStatus, Self::Error> {
+        let span = info_span!(
+            "container_restart",
+            pod = pod.metadata.name.as_deref().unwrap_or_default(),
+            namespace = pod.metadata.namespace.as_deref().unwrap_or_default(),
+            container,
+        );
+        self.restart_container_inner(pod, container)
+            .instrument(span)
+            .await
+    }
+
     async fn pod_status(&self, pod: &Pod) -> Result<Vec<ContainerStatus>, Self::Error> {
         let pod_ref = pod_ref(pod)?;
         let existing = self.pod_containers(pod_ref.uid).await?;
@@ -590,6 +587,17 @@ impl PodRuntime for ContainerdRuntime {
                     name: label(labels::POD_NAME),
                     containers: vec![entry],
                 }),
+            }
+        }
+        // Sandboxes whose containers were never created (e.g. no image).
+        for sandbox in self.network.sandboxes().await {
+            if !pods.iter().any(|pod| pod.uid == sandbox.pod_uid) {
+                pods.push(RuntimePod {
+                    uid: sandbox.pod_uid,
+                    namespace: String::new(),
+                    name: String::new(),
+                    containers: Vec::new(),
+                });
             }
         }
         Ok(pods)

@@ -1,0 +1,612 @@
+//! Real nodes: `skiff up --runtime containerd` runs pods as containers
+//! through a private containerd, runc and the CNI bridge.
+//!
+//! These tests run as root and FAIL (not skip) when a component is
+//! missing, naming the Debian package. Network use: only pod IPs on the
+//! bridge skiff creates for the node. A guard kills `skiff up`, removes
+//! every container, netns and the bridge, and stops the node's containerd,
+//! even when an assertion fails. The tests share one bridge name, so they
+//! run one at a time.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use e2e::{wait_for, Cluster, ClusterOptions};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use kubelet::cni::{short_uid, CniConfig, CniNetwork, PodNetwork, SandboxRef};
+use kubelet::containerd::test_image::{build_busybox_image, ArchiveFormat};
+use kubelet::containerd::{containers, labels, Connection};
+use kubelet::AgentConfig;
+
+const NODE: &str = "skiff-node";
+const IMAGE: &str = "skiff-busybox:e2e";
+
+/// One cluster at a time: every test's node uses the same bridge.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn require_components() {
+    let required: &[(&[&str], &str)] = &[
+        (&["/usr/bin/containerd"], "containerd"),
+        (&["/usr/sbin/runc", "/usr/bin/runc"], "runc"),
+        (
+            &["/usr/lib/cni/bridge", "/opt/cni/bin/bridge"],
+            "containernetworking-plugins",
+        ),
+        (&["/bin/busybox", "/usr/bin/busybox"], "busybox-static"),
+    ];
+    for (paths, package) in required {
+        assert!(
+            paths.iter().any(|p| Path::new(p).exists()),
+            "{paths:?} not found: install Debian's `{package}` package"
+        );
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        == Some("0");
+    assert!(root, "the containerd e2e tests need root");
+}
+
+/// The nodes' configurations as `skiff up --nodes N` derives them.
+fn node_configs(data_dir: &Path, count: u32) -> Vec<AgentConfig> {
+    let nodes = data_dir.join("nodes");
+    if count == 1 {
+        return vec![AgentConfig::new(
+            NODE,
+            &nodes.join(NODE),
+            AgentConfig::index_for_name(NODE),
+        )];
+    }
+    (0..count)
+        .map(|i| {
+            let name = format!("{NODE}-{i}");
+            AgentConfig::new(&name, &nodes.join(&name), i)
+        })
+        .collect()
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(future)
+}
+
+/// PIDs of processes whose command line contains `needle` (the node's own
+/// containerd config path, so nothing else matches).
+fn pids_with_cmdline(needle: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// A running cluster with containerd nodes, cleaned up on drop.
+struct Env {
+    cluster: Option<Cluster>,
+    node: AgentConfig,
+    nodes: Vec<AgentConfig>,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Env {
+    fn start() -> Result<Self> {
+        Self::start_nodes(1)
+    }
+
+    fn start_nodes(count: u32) -> Result<Self> {
+        require_components();
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let cluster = Cluster::start(ClusterOptions {
+            nodes: count,
+            runtime: "containerd",
+            ..Default::default()
+        })?;
+        let nodes = node_configs(cluster.data_dir.path(), count);
+        let env = Env {
+            cluster: Some(cluster),
+            node: nodes[0].clone(),
+            nodes,
+            _serial: serial,
+        };
+        // The image folder is rescanned: write under a temp name, then rename.
+        let images = env.data_dir().join("images");
+        std::fs::create_dir_all(&images)?;
+        let partial = images.join("busybox.tar.partial");
+        build_busybox_image(&partial, IMAGE, ArchiveFormat::OciLayout)?;
+        std::fs::rename(&partial, images.join("busybox.tar"))?;
+        env.wait_node_ready()?;
+        Ok(env)
+    }
+
+    fn cluster(&self) -> &Cluster {
+        self.cluster.as_ref().expect("cluster")
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.cluster().data_dir.path().to_path_buf()
+    }
+
+    fn wait_node_ready(&self) -> Result<()> {
+        for node in &self.nodes {
+            wait_for("the node to be Ready", Duration::from_secs(60), || {
+                let out = self.cluster().kubectl_output(&[
+                    "get",
+                    "node",
+                    &node.node_name,
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+                ])?;
+                Ok((String::from_utf8_lossy(&out.stdout) == "True").then_some(()))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn pods(&self, selector: &str) -> Result<Vec<Pod>> {
+        let out = self
+            .cluster()
+            .kubectl(&["get", "pods", "-l", selector, "-o", "json"])?;
+        let list: serde_json::Value = serde_json::from_str(&out)?;
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        Ok(items
+            .into_iter()
+            .filter_map(|i| serde_json::from_value(i).ok())
+            .collect())
+    }
+
+    fn pod(&self, name: &str) -> Result<Pod> {
+        let out = self
+            .cluster()
+            .kubectl(&["get", "pod", name, "-o", "json"])?;
+        Ok(serde_json::from_str(&out)?)
+    }
+
+    fn apply(&self, yaml: &str) -> Result<()> {
+        let out = self.cluster().kubectl_stdin(&["apply", "-f", "-"], yaml)?;
+        if !out.status.success() {
+            bail!("kubectl apply: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
+    /// containerd records of a pod in the node's namespace.
+    fn containers_of(&self, uid: &str) -> Result<usize> {
+        let socket = self.node.data_dir.join("containerd/containerd.sock");
+        let namespace = self.node.containerd_namespace.clone();
+        let uid = uid.to_string();
+        block_on(async move {
+            let connection = Connection::connect(&socket, &namespace).await?;
+            let found = containers::list(&connection, Some((labels::POD_UID, &uid))).await?;
+            Ok::<_, anyhow::Error>(found.len())
+        })
+    }
+
+    /// UIDs of every pod the API knows (their sandboxes may hold an IP
+    /// and iptables rules even without containers).
+    fn all_pod_uids(&self) -> Vec<String> {
+        let Some(cluster) = self.cluster.as_ref() else {
+            return Vec::new();
+        };
+        let out = cluster
+            .kubectl(&[
+                "get",
+                "pods",
+                "-A",
+                "-o",
+                "jsonpath={.items[*].metadata.uid}",
+            ])
+            .unwrap_or_default();
+        out.split_whitespace().map(str::to_string).collect()
+    }
+
+    /// Removes everything the node created: containers (through its
+    /// containerd), pod networks, the netns, the bridge, and containerd.
+    fn clean_nodes(&self, api_uids: &[String]) {
+        for node in &self.nodes {
+            self.clean_node(node, api_uids.to_vec());
+        }
+    }
+
+    fn clean_node(&self, node: &AgentConfig, api_uids: Vec<String>) {
+        let socket = node.data_dir.join("containerd/containerd.sock");
+        let namespace = node.containerd_namespace.clone();
+        let cni = CniConfig::new(&node.data_dir, &node.bridge, &node.pod_cidr);
+        block_on(async move {
+            let network = CniNetwork::new(cni);
+            if let Ok(connection) = Connection::connect(&socket, &namespace).await {
+                let records = containers::list(&connection, None)
+                    .await
+                    .unwrap_or_default();
+                for record in records {
+                    let grace = Duration::from_millis(100);
+                    let _ = containers::stop(&connection, &record.id, grace).await;
+                    let _ = containers::remove(&connection, &record.id).await;
+                    if let Some(uid) = record.labels.get(labels::POD_UID) {
+                        let sandbox = SandboxRef {
+                            pod_uid: uid.clone(),
+                        };
+                        let _ = network.teardown(&sandbox).await;
+                    }
+                }
+            }
+            for pod_uid in api_uids {
+                let _ = network.teardown(&SandboxRef { pod_uid }).await;
+            }
+        });
+        // Sandboxes without containers left: their netns by name.
+        let state = node.data_dir.join("cni/pods");
+        for entry in std::fs::read_dir(&state).into_iter().flatten().flatten() {
+            if let Some(netns) = entry.path().file_stem().and_then(|s| s.to_str()) {
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "delete", netns])
+                    .output();
+            }
+        }
+        let config = node.data_dir.join("containerd/config.toml");
+        for pid in pids_with_cmdline(&config.display().to_string()) {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            for _ in 0..100 {
+                if nix::sys::signal::kill(pid, None).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = std::process::Command::new("ip")
+            .args(["link", "delete", &node.bridge])
+            .output();
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let api_uids = self.all_pod_uids();
+        if let Some(cluster) = self.cluster.as_mut() {
+            let _ = cluster.kill9();
+        }
+        self.clean_nodes(&api_uids);
+        // Dropping the cluster prints its log on failure and removes the dir.
+        self.cluster.take();
+    }
+}
+
+fn deployment(name: &str, replicas: u32) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: httpd
+        image: {IMAGE}
+        imagePullPolicy: Never
+        command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+"#
+    )
+}
+
+fn bare_pod(name: &str, policy: &str, image: &str, script: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  labels: {{test: {name}}}
+spec:
+  restartPolicy: {policy}
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: {image}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "{script}"]
+"#
+    )
+}
+
+fn status(pod: &Pod) -> Option<&ContainerStatus> {
+    pod.status.as_ref()?.container_statuses.as_ref()?.first()
+}
+
+fn phase(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
+}
+
+fn condition(pod: &Pod, kind: &str) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == kind)
+        .map(|c| c.status.clone())
+}
+
+fn waiting_reason(pod: &Pod) -> Option<String> {
+    status(pod)?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?
+        .reason
+        .clone()
+}
+
+fn running_and_ready(pod: &Pod) -> bool {
+    phase(pod) == "Running" && condition(pod, "Ready").as_deref() == Some("True")
+}
+
+fn http_get(ip: &str, port: u16) -> Result<String> {
+    use std::io::{Read, Write};
+    let address = format!("{ip}:{port}").parse()?;
+    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.write_all(b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n")?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body)?;
+    Ok(body)
+}
+
+fn netns_exists(uid: &str) -> bool {
+    Path::new("/run/netns")
+        .join(format!("skiff-{}", short_uid(uid)))
+        .exists()
+}
+
+#[test]
+fn a_deployment_runs_as_real_containers_that_answer_on_their_pod_ips() -> Result<()> {
+    let env = Env::start()?;
+    let created = Instant::now();
+    env.apply(&deployment("web", 2))?;
+    let pods = wait_for(
+        "2 web pods Running and Ready",
+        Duration::from_secs(60),
+        || {
+            let pods = env.pods("app=web")?;
+            Ok((pods.len() == 2 && pods.iter().all(running_and_ready)).then_some(pods))
+        },
+    )?;
+    eprintln!(
+        "deployment of 2 pods Running and Ready after {:?}",
+        created.elapsed()
+    );
+    let cidr_prefix = env.node.pod_cidr.trim_end_matches("0/24").to_string();
+    for pod in &pods {
+        let st = pod.status.as_ref().context("status")?;
+        let ip = st.pod_ip.clone().context("pod IP")?;
+        assert!(
+            ip.starts_with(&cidr_prefix),
+            "{ip} not in {}",
+            env.node.pod_cidr
+        );
+        assert_eq!(
+            st.pod_ips.as_ref().map(|v| v[0].ip.clone()),
+            Some(ip.clone())
+        );
+        assert_eq!(st.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(st.qos_class.as_deref(), Some("BestEffort"));
+        assert!(st.start_time.is_some());
+        for kind in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
+            assert_eq!(condition(pod, kind).as_deref(), Some("True"), "{kind}");
+        }
+        let c = status(pod).context("container status")?;
+        assert!(c.ready && c.started == Some(true), "{c:?}");
+        assert_eq!(c.restart_count, 0);
+        assert!(c.image_id.starts_with("sha256:"), "{c:?}");
+        assert!(
+            c.container_id
+                .as_deref()
+                .is_some_and(|id| id.starts_with("containerd://")),
+            "{c:?}"
+        );
+        let body = wait_for("HTTP from the pod", Duration::from_secs(10), || {
+            Ok(http_get(&ip, 8080).ok())
+        })?;
+        assert!(body.contains("hello from skiff"), "{body}");
+    }
+
+    // Deleting a pod stops its container and removes its sandbox.
+    let victim = &pods[0];
+    let name = victim.metadata.name.clone().context("name")?;
+    let uid = victim.metadata.uid.clone().context("uid")?;
+    let ip = victim
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .context("ip")?;
+    assert!(netns_exists(&uid));
+    let deleting = Instant::now();
+    env.cluster()
+        .kubectl(&["delete", "pod", &name, "--wait=true", "--timeout=60s"])?;
+    eprintln!("pod deleted (grace 2s) in {:?}", deleting.elapsed());
+    assert_eq!(env.containers_of(&uid)?, 0, "containers left behind");
+    assert!(!netns_exists(&uid), "netns left behind");
+    assert!(http_get(&ip, 8080).is_err(), "{ip} still answers");
+    // The Deployment replaces it with a new running pod.
+    wait_for("the replacement pod", Duration::from_secs(60), || {
+        let pods = env.pods("app=web")?;
+        Ok((pods.len() == 2 && pods.iter().all(running_and_ready)).then_some(()))
+    })?;
+    Ok(())
+}
+
+#[test]
+fn exited_containers_restart_per_policy_with_crash_loop_back_off() -> Result<()> {
+    let env = Env::start()?;
+    env.apply(&bare_pod("crasher", "Always", IMAGE, "echo boom; exit 1"))?;
+    env.apply(&bare_pod("once", "Never", IMAGE, "exit 3"))?;
+    env.apply(&bare_pod("done", "OnFailure", IMAGE, "exit 0"))?;
+    env.apply(&bare_pod("missing", "Always", "not-imported:1", "true"))?;
+
+    // Exit 1 restarts at once; the next exit waits 10 s, then 20 s...
+    let mut first_back_off: Option<String> = None;
+    let pod = wait_for(
+        "crasher restarted twice through CrashLoopBackOff",
+        Duration::from_secs(60),
+        || {
+            let pod = env.pod("crasher")?;
+            if waiting_reason(&pod).as_deref() == Some("CrashLoopBackOff")
+                && first_back_off.is_none()
+            {
+                first_back_off =
+                    status(&pod).and_then(|s| s.state.as_ref()?.waiting.as_ref()?.message.clone());
+            }
+            let restarts = status(&pod).map_or(0, |s| s.restart_count);
+            Ok((first_back_off.is_some() && restarts >= 2).then_some(pod))
+        },
+    )?;
+    let message = first_back_off.unwrap_or_default();
+    assert!(
+        message.starts_with("back-off 10s restarting failed container=main pod=crasher_default("),
+        "{message}"
+    );
+    let last = status(&pod)
+        .and_then(|s| s.last_state.as_ref()?.terminated.clone())
+        .context("lastState.terminated")?;
+    assert_eq!(last.exit_code, 1);
+    assert_eq!(phase(&pod), "Running");
+
+    let once = wait_for("the Never pod to fail", Duration::from_secs(30), || {
+        let pod = env.pod("once")?;
+        Ok((phase(&pod) == "Failed").then_some(pod))
+    })?;
+    let terminated = status(&once)
+        .and_then(|s| s.state.as_ref()?.terminated.clone())
+        .context("terminated")?;
+    assert_eq!(terminated.exit_code, 3);
+    assert_eq!(status(&once).map(|s| s.restart_count), Some(0));
+    wait_for(
+        "the OnFailure pod to succeed",
+        Duration::from_secs(30),
+        || Ok((phase(&env.pod("done")?) == "Succeeded").then_some(())),
+    )?;
+
+    let missing = env.pod("missing")?;
+    assert_eq!(phase(&missing), "Pending");
+    assert_eq!(
+        waiting_reason(&missing).as_deref(),
+        Some("ErrImageNeverPull")
+    );
+    Ok(())
+}
+
+#[test]
+fn a_kill_9_of_skiff_up_keeps_containers_running_and_a_restart_re_adopts_them() -> Result<()> {
+    let mut env = Env::start()?;
+    env.apply(&bare_pod(
+        "steady",
+        "Always",
+        IMAGE,
+        "exec httpd -f -p 8080 -h /www",
+    ))?;
+    let before = wait_for("steady Running", Duration::from_secs(60), || {
+        let pod = env.pod("steady")?;
+        Ok(running_and_ready(&pod).then_some(pod))
+    })?;
+    let ip = before
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .context("ip")?;
+    let id = status(&before).and_then(|s| s.container_id.clone());
+
+    env.cluster.as_mut().context("cluster")?.kill9()?;
+    let body = http_get(&ip, 8080).context("the pod stops serving when skiff dies")?;
+    assert!(body.contains("hello from skiff"));
+
+    env.cluster.as_mut().context("cluster")?.restart()?;
+    env.wait_node_ready()?;
+    // Give the restarted agent time to sync the pod, then compare.
+    std::thread::sleep(Duration::from_secs(3));
+    let after = env.pod("steady")?;
+    assert!(running_and_ready(&after), "{:?}", after.status);
+    assert_eq!(status(&after).and_then(|s| s.container_id.clone()), id);
+    assert_eq!(status(&after).map(|s| s.restart_count), Some(0));
+    assert_eq!(
+        after.status.as_ref().and_then(|s| s.pod_ip.clone()),
+        Some(ip.clone())
+    );
+    assert!(http_get(&ip, 8080)?.contains("hello from skiff"));
+    let uid = after.metadata.uid.clone().context("uid")?;
+    assert_eq!(env.containers_of(&uid)?, 1, "a duplicate container started");
+    Ok(())
+}
+
+#[test]
+fn two_nodes_run_pods_each_on_its_own_pod_cidr_and_bridge() -> Result<()> {
+    let env = Env::start_nodes(2)?;
+    let out = env.cluster().kubectl(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}={.spec.podCIDR} {end}",
+    ])?;
+    for node in &env.nodes {
+        let expected = format!("{}={}", node.node_name, node.pod_cidr);
+        assert!(out.contains(&expected), "{out} lacks {expected}");
+    }
+    env.apply(&deployment("spread", 4))?;
+    let pods = wait_for("4 pods Running and Ready", Duration::from_secs(60), || {
+        let pods = env.pods("app=spread")?;
+        Ok((pods.len() == 4 && pods.iter().all(running_and_ready)).then_some(pods))
+    })?;
+    let mut used = std::collections::BTreeSet::new();
+    for pod in &pods {
+        let node_name = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .context("node")?;
+        let node = env
+            .nodes
+            .iter()
+            .find(|n| n.node_name == node_name)
+            .context("a known node")?;
+        let ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .context("ip")?;
+        assert!(
+            ip.starts_with(node.pod_cidr.trim_end_matches("0/24")),
+            "{ip} of a pod on {node_name} outside {}",
+            node.pod_cidr
+        );
+        assert!(http_get(&ip, 8080)?.contains("hello from skiff"));
+        used.insert(node_name);
+    }
+    assert_eq!(used.len(), 2, "the pods did not spread: {used:?}");
+    Ok(())
+}

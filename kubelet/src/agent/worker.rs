@@ -1,0 +1,353 @@
+//! One pod's worker: keeps the pod's containers as its spec and restart
+//! policy say, and writes its status.
+//!
+//! Each sync (on a pod update, a container exit, or a timer):
+//! 1. a finished pod (Succeeded/Failed) only makes sure nothing of it runs;
+//! 2. the sandbox and containers are started (or re-adopted, after an agent
+//!    restart) until every container has an instance — a missing image
+//!    leaves it waiting `ErrImageNeverPull`/`ErrImagePull`, retried every
+//!    [`IMAGE_RETRY`];
+//! 3. exited containers are restarted per the restart policy, through
+//!    CrashLoopBackOff ([`CrashBackoff`]);
+//! 4. the status is computed ([`super::status`]) and written through
+//!    `pods/status` when it changed;
+//! 5. a pod that just finished has its sandbox torn down.
+//!
+//! A pod with a `deletionTimestamp` is stopped with its grace period, then
+//! deleted through the API (`gracePeriodSeconds=0`, UID precondition). A pod
+//! gone from the API has its containers stopped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use serde_json::json;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+use tracing::{info, info_span, warn, Instrument};
+
+use super::backoff::{go_duration, BackoffConfig, CrashBackoff};
+use super::status::{
+    crash_loop_back_off, is_terminal, pod_status, terminated_code, waiting_reason, RestartPolicy,
+    StatusInput,
+};
+use crate::containerd::pod_runtime::PodRuntime;
+
+/// How often a container waiting for its image tries again.
+pub(crate) const IMAGE_RETRY: Duration = Duration::from_secs(2);
+/// How long a failed sync waits before the next attempt.
+const SYNC_RETRY: Duration = Duration::from_secs(2);
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+const DEFAULT_GRACE: i64 = 30;
+
+/// Waiting reasons that mean "no instance was created; start again later".
+const NOT_CREATED: &[&str] = &[
+    "ErrImagePull",
+    "ErrImageNeverPull",
+    "CreateContainerConfigError",
+    "RunContainerError",
+];
+
+/// What every worker of a node shares.
+#[derive(Debug)]
+pub(crate) struct NodeContext {
+    pub(crate) name: String,
+    pub(crate) host_ip: String,
+    pub(crate) backoff: BackoffConfig,
+}
+
+/// A failed step of a sync; the worker logs it and retries.
+#[derive(Debug, thiserror::Error)]
+enum SyncError {
+    /// The runtime failed.
+    #[error("runtime: {0}")]
+    Runtime(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The API refused a write.
+    #[error("API: {0}")]
+    Api(#[from] kube::Error),
+}
+
+fn runtime_error<E: std::error::Error + Send + Sync + 'static>(error: E) -> SyncError {
+    SyncError::Runtime(Box::new(error))
+}
+
+pub(crate) struct Worker<R: PodRuntime> {
+    runtime: Arc<R>,
+    api: Api<Pod>,
+    node: Arc<NodeContext>,
+    pod_rx: watch::Receiver<Option<Pod>>,
+    wake: Arc<Notify>,
+    backoff: CrashBackoff,
+    /// The pod IP, once `start_pod` succeeded.
+    pod_ip: Option<String>,
+    /// Containers `start_pod` could not create, with the reason.
+    not_created: HashMap<String, ContainerStatus>,
+    /// When each exited container instance was first seen exited.
+    exits_seen: HashMap<String, Instant>,
+    last_written: Option<PodStatus>,
+    finished: bool,
+    created: Instant,
+    reported_running: bool,
+}
+
+/// The grace period of a pod being deleted.
+fn grace_period(pod: &Pod) -> Duration {
+    let seconds = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| pod.spec.as_ref()?.termination_grace_period_seconds)
+        .unwrap_or(DEFAULT_GRACE);
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+}
+
+fn min_wake(current: Option<Duration>, other: Duration) -> Option<Duration> {
+    Some(current.map_or(other, |c| c.min(other)))
+}
+
+impl<R: PodRuntime> Worker<R> {
+    pub(crate) fn new(
+        runtime: Arc<R>,
+        api: Api<Pod>,
+        node: Arc<NodeContext>,
+        pod_rx: watch::Receiver<Option<Pod>>,
+        wake: Arc<Notify>,
+    ) -> Self {
+        let backoff = CrashBackoff::new(node.backoff);
+        Self {
+            runtime,
+            api,
+            node,
+            pod_rx,
+            wake,
+            backoff,
+            pod_ip: None,
+            not_created: HashMap::new(),
+            exits_seen: HashMap::new(),
+            last_written: None,
+            finished: false,
+            created: Instant::now(),
+            reported_running: false,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut last_pod: Option<Pod> = None;
+        loop {
+            let current = self.pod_rx.borrow_and_update().clone();
+            let Some(pod) = current else {
+                if let Some(pod) = last_pod {
+                    self.stop_gone(&pod).await;
+                }
+                return;
+            };
+            let span = info_span!(
+                "pod_sync",
+                pod = pod.metadata.name.as_deref().unwrap_or_default(),
+                namespace = pod.metadata.namespace.as_deref().unwrap_or_default(),
+                uid = pod.metadata.uid.as_deref().unwrap_or_default(),
+                node = %self.node.name,
+            );
+            let wake = if pod.metadata.deletion_timestamp.is_some() {
+                match self.terminate(&pod).instrument(span).await {
+                    Ok(()) => return,
+                    Err(error) => {
+                        warn!(pod = pod.metadata.name.as_deref().unwrap_or_default(), %error, "cannot delete the pod; retrying");
+                        Some(SYNC_RETRY)
+                    }
+                }
+            } else {
+                match self.sync(&pod).instrument(span).await {
+                    Ok(wake) => wake,
+                    Err(error) => {
+                        warn!(pod = pod.metadata.name.as_deref().unwrap_or_default(), %error, "pod sync failed; retrying");
+                        Some(SYNC_RETRY)
+                    }
+                }
+            };
+            last_pod = Some(pod);
+            let sleep = async {
+                match wake {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = self.pod_rx.changed() => {
+                    // The manager dropped the sender: gone (None) or shutdown.
+                    if changed.is_err() && self.pod_rx.borrow().is_some() {
+                        return;
+                    }
+                }
+                () = self.wake.notified() => {}
+                () = sleep => {}
+            }
+        }
+    }
+
+    async fn sync(&mut self, pod: &Pod) -> Result<Option<Duration>, SyncError> {
+        let api_phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if self.finished || (self.pod_ip.is_none() && api_phase.is_some_and(is_terminal)) {
+            if !self.finished {
+                // The pod ended while the agent was away: release what is left.
+                self.runtime
+                    .stop_pod(pod, Duration::ZERO)
+                    .await
+                    .map_err(runtime_error)?;
+                self.finished = true;
+            }
+            return Ok(None);
+        }
+        if self.pod_ip.is_none() || !self.not_created.is_empty() {
+            let started = self.runtime.start_pod(pod).await.map_err(runtime_error)?;
+            self.pod_ip = started.pod_ip.or(self.pod_ip.take());
+            self.not_created = started
+                .containers
+                .into_iter()
+                .filter(|c| waiting_reason(c).is_some_and(|r| NOT_CREATED.contains(&r)))
+                .map(|c| (c.name.clone(), c))
+                .collect();
+        }
+        let mut statuses = self.runtime.pod_status(pod).await.map_err(runtime_error)?;
+        let mut wake = (!self.not_created.is_empty()).then_some(IMAGE_RETRY);
+        let policy = RestartPolicy::of(pod);
+        let now = Instant::now();
+        for status in statuses.iter_mut() {
+            if let Some(reason) = self.not_created.get(&status.name) {
+                if waiting_reason(status) == Some("ContainerCreating") {
+                    *status = reason.clone();
+                }
+                continue;
+            }
+            let Some(code) = terminated_code(status) else {
+                continue;
+            };
+            if !policy.restarts(code) {
+                continue;
+            }
+            let id = status.container_id.clone().unwrap_or_default();
+            let exited_at = *self.exits_seen.entry(id.clone()).or_insert(now);
+            match self.backoff.remaining(&status.name, exited_at, now) {
+                Some(left) => {
+                    let delay = go_duration(self.backoff.current(&status.name));
+                    *status = crash_loop_back_off(status, &delay, pod);
+                    wake = min_wake(wake, left);
+                }
+                None => {
+                    self.backoff.restarted(&status.name, exited_at);
+                    self.exits_seen.remove(&id);
+                    *status = self
+                        .runtime
+                        .restart_container(pod, &status.name)
+                        .await
+                        .map_err(runtime_error)?;
+                    info!(container = %status.name, restart_count = status.restart_count, "container restarted");
+                }
+            }
+        }
+        let mut base = pod.clone();
+        if let Some(written) = &self.last_written {
+            base.status = Some(written.clone());
+        }
+        let status = pod_status(StatusInput {
+            pod: &base,
+            containers: statuses,
+            pod_ip: self.pod_ip.as_deref(),
+            host_ip: &self.node.host_ip,
+            now: crate::time::now(),
+        });
+        let phase = status.phase.clone().unwrap_or_default();
+        self.write(pod, status).await?;
+        if phase == "Running" && !self.reported_running {
+            self.reported_running = true;
+            info!(
+                latency_ms = self.created.elapsed().as_millis() as u64,
+                "pod running"
+            );
+        }
+        if is_terminal(&phase) {
+            self.runtime
+                .stop_pod(pod, Duration::ZERO)
+                .await
+                .map_err(runtime_error)?;
+            self.finished = true;
+            return Ok(None);
+        }
+        Ok(wake)
+    }
+
+    async fn write(&mut self, pod: &Pod, status: PodStatus) -> Result<(), SyncError> {
+        if self.last_written.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let patch = json!({
+            "metadata": {"uid": pod.metadata.uid},
+            "status": status,
+        });
+        match self
+            .api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {}
+            // Deleted meanwhile: the Delete event ends this worker.
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(error) => return Err(error.into()),
+        }
+        self.last_written = Some(status);
+        Ok(())
+    }
+
+    /// Stops the containers with the pod's grace period, then removes the
+    /// pod from the API.
+    async fn terminate(&mut self, pod: &Pod) -> Result<(), SyncError> {
+        let grace = grace_period(pod);
+        self.runtime
+            .stop_pod(pod, grace)
+            .await
+            .map_err(runtime_error)?;
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: pod.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match self.api.delete(name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(error) => return Err(error.into()),
+        }
+        info!(grace_s = grace.as_secs(), "pod stopped and deleted");
+        Ok(())
+    }
+
+    /// The pod left the API without us (force delete): stop what runs.
+    async fn stop_gone(&mut self, pod: &Pod) {
+        if let Err(error) = self.runtime.stop_pod(pod, grace_period(pod)).await {
+            warn!(pod = pod.metadata.name.as_deref().unwrap_or_default(), %error, "cannot stop a deleted pod");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grace_period_comes_from_the_deletion_then_the_spec_then_30s() {
+        let mut pod = Pod::default();
+        assert_eq!(grace_period(&pod), Duration::from_secs(30));
+        pod.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            termination_grace_period_seconds: Some(5),
+            ..Default::default()
+        });
+        assert_eq!(grace_period(&pod), Duration::from_secs(5));
+        pod.metadata.deletion_grace_period_seconds = Some(0);
+        assert_eq!(grace_period(&pod), Duration::ZERO);
+    }
+}

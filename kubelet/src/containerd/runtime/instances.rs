@@ -1,0 +1,146 @@
+//! One container instance at a time: restarting a container (a new
+//! instance whose labels remember how the previous one ended), and the
+//! log copiers and exit watchers attached to each running instance.
+
+use std::time::Duration;
+
+use containerd_client::services::v1::Container as ContainerdContainer;
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::super::containers;
+use super::super::labels;
+use super::super::logs::FifoPair;
+use super::super::pod_runtime::ContainerExit;
+use super::super::status::{restart_count, LastExit};
+use super::{
+    pod_ref, ContainerdRuntime, ContainerdRuntimeError, PodRef, Sandbox, POD_LEASE_EXPIRY,
+};
+use crate::cni::SandboxRef;
+
+impl ContainerdRuntime {
+    /// Replaces the latest instance of container `name` (stopping it if it
+    /// still runs) by a new one whose restart count is one higher and whose
+    /// labels record how the old one ended, for `lastState`.
+    pub(super) async fn restart_container_inner(
+        &self,
+        pod: &Pod,
+        name: &str,
+    ) -> Result<ContainerStatus, ContainerdRuntimeError> {
+        let pod_ref = pod_ref(pod)?;
+        let container = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.containers.iter())
+            .find(|c| c.name == name)
+            .ok_or_else(|| ContainerdRuntimeError::UnknownContainer {
+                pod: pod_ref.name.to_string(),
+                container: name.to_string(),
+            })?;
+        let existing = self.pod_containers(pod_ref.uid).await?;
+        let (next, last) = match existing.get(name) {
+            Some(record) => {
+                let exit = containers::stop(&self.connection, &record.id, Duration::ZERO).await?;
+                let (code, at) = exit.unwrap_or((137, None));
+                let last = LastExit {
+                    exit_code: i32::try_from(code).unwrap_or(i32::MAX),
+                    started_at: record.created_at.as_ref().map(|t| t.seconds),
+                    finished_at: at.map(|(seconds, _)| seconds),
+                    container_id: record.id.clone(),
+                };
+                self.forget(&record.id).await;
+                containers::remove(&self.connection, &record.id).await?;
+                (restart_count(record) + 1, Some(last))
+            }
+            None => (0, None),
+        };
+        let network = self
+            .network
+            .setup(&SandboxRef {
+                pod_uid: pod_ref.uid.to_string(),
+            })
+            .await?;
+        let etc = self.write_pod_files(&pod_ref, &network).await?;
+        let lease = self
+            .connection
+            .create_lease("container", POD_LEASE_EXPIRY)
+            .await?;
+        let sandbox = Sandbox {
+            network,
+            etc,
+            lease,
+        };
+        let status = self
+            .start_container(&pod_ref, container, &sandbox, next, last.as_ref())
+            .await;
+        self.connection.delete_lease(sandbox.lease).await?;
+        status
+    }
+
+    /// Stops copying a container instance's logs (after its exit).
+    pub(super) async fn forget(&self, id: &str) {
+        let copier = self
+            .copiers
+            .lock()
+            .ok()
+            .and_then(|mut copiers| copiers.remove(id));
+        if let Some(copier) = copier {
+            let _ = tokio::time::timeout(Duration::from_secs(2), copier).await;
+        }
+    }
+
+    pub(super) fn track(&self, id: &str, copier: JoinHandle<()>) {
+        if let Ok(mut copiers) = self.copiers.lock() {
+            copiers.insert(id.to_string(), copier);
+        }
+    }
+
+    pub(super) fn watch_exit(&self, pod_uid: &str, name: &str, id: &str) {
+        let connection = self.connection.clone();
+        let exits = self.exits.clone();
+        let (pod_uid, name, id) = (pod_uid.to_string(), name.to_string(), id.to_string());
+        tokio::spawn(async move {
+            if let Ok((code, _)) = containers::wait(&connection, &id).await {
+                // No receiver is fine: the pod loop may not listen yet.
+                let _ = exits.send(ContainerExit {
+                    pod_uid,
+                    container: name,
+                    exit_code: i32::try_from(code).unwrap_or(i32::MAX),
+                });
+            }
+        });
+    }
+
+    /// Re-attaches log copying and exit watching to a container found
+    /// running after an agent restart.
+    pub(super) async fn adopt(
+        &self,
+        pod: &PodRef<'_>,
+        container: &Container,
+        record: &ContainerdContainer,
+    ) {
+        let already = self
+            .copiers
+            .lock()
+            .map(|copiers| copiers.contains_key(&record.id))
+            .unwrap_or(true);
+        if already {
+            return;
+        }
+        let restart_count = record
+            .labels
+            .get(labels::RESTART_COUNT)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        match FifoPair::open(&self.pod_dir(pod.uid).join("io"), &record.id, false).await {
+            Ok(fifos) => {
+                let copier = fifos.spawn_copier(self.log_file(pod, &container.name, restart_count));
+                self.track(&record.id, copier);
+            }
+            Err(error) => warn!(id = %record.id, %error, "cannot re-attach container logs"),
+        }
+        self.watch_exit(pod.uid, &container.name, &record.id);
+        info!(container = %container.name, id = %record.id, "container re-adopted");
+    }
+}
