@@ -18,6 +18,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -61,11 +62,25 @@ fn is_ready(p: &Pod) -> bool {
 
 /// Marks every new pod of `ns` Running and Ready after `delay`, as a
 /// kubelet would once its containers started.
-fn simulate_readiness(client: Client, ns: &str, delay: Duration) -> tokio::task::JoinHandle<()> {
+/// Aborts the task when dropped, so a test's helper task never outlives it
+/// (a task still running would keep the test's runtime from shutting down).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn simulate_readiness(client: Client, ns: &str, delay: Duration) -> AbortOnDrop {
     let api: Api<Pod> = Api::namespaced(client, ns);
-    tokio::spawn(async move {
+    AbortOnDrop(tokio::spawn(async move {
         let mut done = HashSet::new();
-        let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
+        // Backoff between failed watches: without it a watch against a
+        // stopped cluster fails in a tight loop that never yields.
+        let mut events = watcher(api.clone(), watcher::Config::default())
+            .default_backoff()
+            .boxed();
         while let Some(ev) = events.next().await {
             let pods = match ev {
                 Ok(Event::Apply(p) | Event::InitApply(p)) => vec![p],
@@ -103,7 +118,7 @@ fn simulate_readiness(client: Client, ns: &str, delay: Duration) -> tokio::task:
                 });
             }
         }
-    })
+    }))
 }
 
 fn deployment_yaml(name: &str, ns: &str, replicas: i32, image: &str, strategy: &str) -> String {
@@ -349,7 +364,9 @@ async fn a_rolling_update_never_exceeds_the_surge_nor_drops_below_availability()
 
     // Watch every pod event during the rollout.
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let mut events = watcher(api, watcher::Config::default().labels("app=roll")).boxed();
+    let mut events = watcher(api, watcher::Config::default().labels("app=roll"))
+        .default_backoff()
+        .boxed();
     let mut pods: HashMap<String, Pod> = HashMap::new();
     let counts = |pods: &HashMap<String, Pod>| {
         let active: Vec<&Pod> = pods
