@@ -193,6 +193,12 @@ pub fn prepare_create(def: &ResourceDef, obj: &mut Value, tolerations: (i64, i64
         ("", "Namespace") => {
             obj["status"] = json!({"phase": "Active"});
         }
+        ("batch", "Job") => {
+            generate_job_selector(obj);
+            if let Some(o) = obj.as_object_mut() {
+                o.remove("status");
+            }
+        }
         ("", "Node") | ("", "Event") | ("coordination.k8s.io", _) => {}
         _ if def.subresources.status => {
             if let Some(o) = obj.as_object_mut() {
@@ -200,6 +206,42 @@ pub fn prepare_create(def: &ResourceDef, obj: &mut Value, tolerations: (i64, i64
             }
         }
         _ => {}
+    }
+}
+
+/// As Kubernetes' Job registry does: unless `spec.manualSelector` is true, a
+/// new Job selects its pods by its own uid, and its pod template carries the
+/// uid and name labels.
+fn generate_job_selector(job: &mut Value) {
+    if job["spec"]["manualSelector"].as_bool() == Some(true) {
+        return;
+    }
+    let uid = job["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let name = job["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if !job["spec"].is_object() {
+        return;
+    }
+    job["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+    if !job["spec"]["template"]["metadata"].is_object() {
+        job["spec"]["template"]["metadata"] = json!({});
+    }
+    if !job["spec"]["template"]["metadata"]["labels"].is_object() {
+        job["spec"]["template"]["metadata"]["labels"] = json!({});
+    }
+    let labels = &mut job["spec"]["template"]["metadata"]["labels"];
+    for (k, v) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("job-name", &name),
+    ] {
+        labels[k] = json!(v);
     }
 }
 
@@ -215,6 +257,27 @@ mod tests {
         assert_eq!(pod_qos_class(&g), "Guaranteed");
         let b = json!({"spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "1"}}}]}});
         assert_eq!(pod_qos_class(&b), "Burstable");
+    }
+
+    #[test]
+    fn a_new_job_selects_its_pods_by_its_uid_unless_the_selector_is_manual() {
+        let mut job =
+            json!({"metadata": {"name": "pi", "uid": "u1"}, "spec": {"template": {"spec": {}}}});
+        generate_job_selector(&mut job);
+        assert_eq!(
+            job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+            "u1"
+        );
+        assert_eq!(
+            job["spec"]["template"]["metadata"]["labels"]["batch.kubernetes.io/job-name"],
+            "pi"
+        );
+        let mut manual = json!({"metadata": {"name": "m", "uid": "u2"}, "spec": {"manualSelector": true, "selector": {"matchLabels": {"a": "b"}}}});
+        generate_job_selector(&mut manual);
+        assert_eq!(
+            manual["spec"]["selector"],
+            json!({"matchLabels": {"a": "b"}})
+        );
     }
 
     #[test]

@@ -87,6 +87,20 @@ impl Expectations {
         })
     }
 
+    /// Records creations and deletions about to happen in one sync.
+    pub fn expect(&self, key: &str, count: usize, names: impl IntoIterator<Item = String>) {
+        self.with(|m| {
+            m.insert(
+                key.to_string(),
+                Entry {
+                    adds: count as i64,
+                    deletes: names.into_iter().collect(),
+                    set_at: Instant::now(),
+                },
+            );
+        })
+    }
+
     /// A new pod of `key` was observed (or a create failed and never will be).
     pub fn creation_observed(&self, key: &str) {
         self.with(|m| {

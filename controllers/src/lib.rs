@@ -1,20 +1,27 @@
-//! skiff's controller manager: ReplicaSets, Deployments, garbage collection
-//! and namespace lifecycle.
+//! skiff's controller manager: ReplicaSets, Deployments, DaemonSets, Jobs,
+//! garbage collection, namespace and node lifecycle, taint eviction, and
+//! Endpoints/EndpointSlices.
 //!
 //! Owns: one reconcile loop per controller, built on `kube-runtime`. Talks to
 //! the cluster only through the Kubernetes API with `kube`; it must never depend
 //! on the `apiserver` crate.
 
 mod claim;
+pub mod daemonset;
 pub mod deployment;
+pub mod endpoints;
 mod events;
 mod expectations;
 pub mod gc;
+pub mod job;
 pub mod namespace;
+pub mod nodelifecycle;
 mod podutil;
 mod podwatch;
 pub mod replicaset;
 mod resources;
+pub mod tainteviction;
+pub mod taints;
 
 use std::future::Future;
 use std::time::Duration;
@@ -75,6 +82,11 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
     spawn!("deployment", deployment::run);
     spawn!("garbage-collector", gc::run);
     spawn!("namespace", namespace::run);
+    spawn!("node-lifecycle", nodelifecycle::run);
+    spawn!("taint-eviction", tainteviction::run);
+    spawn!("endpoints", endpoints::run);
+    spawn!("daemonset", daemonset::run);
+    spawn!("job", job::run);
     for (name, task) in tasks {
         task.await.map_err(|source| Error::Task { name, source })?;
     }

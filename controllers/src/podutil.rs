@@ -102,6 +102,17 @@ pub fn until_available(
     (left > 0).then(|| std::time::Duration::from_secs(left as u64))
 }
 
+/// Whether two API values are equal once nulls, empty lists and empty
+/// objects are dropped, as the API server may drop them on a round trip.
+pub fn semantic_eq<T: serde::Serialize>(a: &T, b: &T) -> bool {
+    let norm = |v: &T| {
+        serde_json::to_value(v)
+            .ok()
+            .and_then(crate::deployment::hash::normalized)
+    };
+    norm(a) == norm(b)
+}
+
 /// `namespace/name` of an object's metadata.
 pub fn key(meta: &ObjectMeta) -> String {
     format!(

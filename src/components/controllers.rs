@@ -1,6 +1,7 @@
-//! Starts the controller manager: ReplicaSets, Deployments, garbage
-//! collection and namespace lifecycle, each behind its own kube-rs client
-//! built from the kubeconfig.
+//! Starts the controller manager (ReplicaSets, Deployments, DaemonSets,
+//! Jobs, garbage collection, namespace and node lifecycle, taint eviction,
+//! Endpoints/EndpointSlices) with a kube-rs client built from the
+//! kubeconfig.
 
 use std::path::Path;
 

@@ -36,7 +36,7 @@ pub fn without_hash(template: &PodTemplateSpec) -> PodTemplateSpec {
 /// Drops nulls, empty objects and empty arrays, recursively: Kubernetes
 /// compares templates semantically, where an empty `resources: {}` equals
 /// none at all (clients such as `kubectl rollout undo` send such fields).
-fn normalized(v: serde_json::Value) -> Option<serde_json::Value> {
+pub(crate) fn normalized(v: serde_json::Value) -> Option<serde_json::Value> {
     use serde_json::Value;
     match v {
         Value::Null => None,
