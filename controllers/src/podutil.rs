@@ -7,6 +7,38 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 
+/// The workloads of kind `K` that care about a pod: its controller when
+/// that is a `K`, or, for an orphan, every `K` of its namespace whose
+/// selector matches (candidates for adoption). `selector` reads a
+/// workload's label selector.
+pub fn pod_owners<K>(
+    store: &kube::runtime::reflector::Store<K>,
+    pod: &Pod,
+    selector: impl Fn(&K) -> Option<&LabelSelector>,
+) -> Vec<kube::runtime::reflector::ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    use kube::runtime::reflector::ObjectRef;
+    use kube::ResourceExt;
+    let ns = pod.namespace().unwrap_or_default();
+    if let Some(r) = controller_ref(&pod.metadata) {
+        return if r.kind == K::kind(&()) {
+            vec![ObjectRef::new(&r.name).within(&ns)]
+        } else {
+            Vec::new()
+        };
+    }
+    let labels = pod.labels();
+    store
+        .state()
+        .iter()
+        .filter(|o| o.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|o| selector(o).is_some_and(|s| selector_matches(s, labels)))
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
 /// Whether `labels` satisfy `selector`. An empty selector selects nothing:
 /// a workload with an empty selector would otherwise claim every pod.
 pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {

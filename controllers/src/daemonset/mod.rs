@@ -33,7 +33,7 @@ use crate::claim::{self, Claim};
 use crate::deployment::hash::template_hash;
 use crate::events::{EventType, Recorder};
 use crate::expectations::Expectations;
-use crate::podutil::{self, controller_ref, new_controller_ref, selector_matches, semantic_eq};
+use crate::podutil::{self, new_controller_ref, semantic_eq};
 use crate::podwatch::{watch_pods, Observer};
 use rollout::{NodePods, REVISION_HASH};
 
@@ -83,7 +83,11 @@ pub async fn run(client: Client, config: &crate::Config) {
         expectations,
     });
     controller
-        .watches_stream(pod_events, move |pod| owners_of(&for_pods, &pod))
+        .watches_stream(pod_events, move |pod| {
+            podutil::pod_owners(&for_pods, &pod, |ds: &DaemonSet| {
+                ds.spec.as_ref().map(|s| &s.selector)
+            })
+        })
         .watches_stream(node_events, move |_node: Node| {
             for_nodes
                 .state()
@@ -94,29 +98,6 @@ pub async fn run(client: Client, config: &crate::Config) {
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
-}
-
-fn owners_of(daemonsets: &Store<DaemonSet>, pod: &Pod) -> Vec<ObjectRef<DaemonSet>> {
-    let ns = pod.namespace().unwrap_or_default();
-    if let Some(r) = controller_ref(&pod.metadata) {
-        return if r.kind == "DaemonSet" {
-            vec![ObjectRef::new(&r.name).within(&ns)]
-        } else {
-            Vec::new()
-        };
-    }
-    let labels = pod.labels().clone();
-    daemonsets
-        .state()
-        .iter()
-        .filter(|ds| ds.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|ds| {
-            ds.spec
-                .as_ref()
-                .is_some_and(|s| selector_matches(&s.selector, &labels))
-        })
-        .map(|ds| ObjectRef::from_obj(ds.as_ref()))
-        .collect()
 }
 
 fn error_policy(ds: Arc<DaemonSet>, error: &Error, _ctx: Arc<Context>) -> Action {

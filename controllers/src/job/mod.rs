@@ -30,7 +30,7 @@ use tracing::{info_span, Instrument};
 use crate::claim::{self, Claim};
 use crate::events::{EventType, Recorder};
 use crate::expectations::Expectations;
-use crate::podutil::{self, controller_ref, new_controller_ref, selector_matches, semantic_eq};
+use crate::podutil::{self, controller_ref, new_controller_ref, semantic_eq};
 use crate::podwatch::{watch_pods, Observer};
 
 /// What can go wrong reconciling one Job.
@@ -67,7 +67,11 @@ pub async fn run(client: Client, config: &crate::Config) {
         expectations,
     });
     controller
-        .watches_stream(pod_events, move |pod| owners_of(&jobs, &pod))
+        .watches_stream(pod_events, move |pod| {
+            podutil::pod_owners(&jobs, &pod, |j: &Job| {
+                j.spec.as_ref().and_then(|s| s.selector.as_ref())
+            })
+        })
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
@@ -81,29 +85,6 @@ fn has_selector(job: &Job) -> bool {
             s.match_labels.as_ref().is_some_and(|m| !m.is_empty())
                 || s.match_expressions.as_ref().is_some_and(|e| !e.is_empty())
         })
-}
-
-fn owners_of(jobs: &Store<Job>, pod: &Pod) -> Vec<ObjectRef<Job>> {
-    let ns = pod.namespace().unwrap_or_default();
-    if let Some(r) = controller_ref(&pod.metadata) {
-        return if r.kind == "Job" {
-            vec![ObjectRef::new(&r.name).within(&ns)]
-        } else {
-            Vec::new()
-        };
-    }
-    let labels = pod.labels().clone();
-    jobs.state()
-        .iter()
-        .filter(|j| j.namespace().as_deref() == Some(ns.as_str()) && has_selector(j))
-        .filter(|j| {
-            j.spec
-                .as_ref()
-                .and_then(|s| s.selector.as_ref())
-                .is_some_and(|s| selector_matches(s, &labels))
-        })
-        .map(|j| ObjectRef::from_obj(j.as_ref()))
-        .collect()
 }
 
 fn error_policy(job: Arc<Job>, error: &Error, _ctx: Arc<Context>) -> Action {

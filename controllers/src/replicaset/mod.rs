@@ -27,7 +27,7 @@ use tracing::{info_span, Instrument};
 use crate::claim::{self, Claim};
 use crate::events::{EventType, Recorder};
 use crate::expectations::Expectations;
-use crate::podutil::{self, controller_ref, is_active, new_controller_ref, selector_matches};
+use crate::podutil::{self, is_active, new_controller_ref};
 use crate::podwatch::{watch_pods, Observer};
 
 pub use ranking::{calculate_status, less_valuable_first, pods_to_delete};
@@ -75,35 +75,14 @@ pub async fn run(client: Client, config: &crate::Config) {
         expectations,
     });
     controller
-        .watches_stream(pod_events, move |pod| owners_of(&replicasets, &pod))
+        .watches_stream(pod_events, move |pod| {
+            podutil::pod_owners(&replicasets, &pod, |rs: &ReplicaSet| {
+                rs.spec.as_ref().map(|s| &s.selector)
+            })
+        })
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
-}
-
-/// The ReplicaSets that care about a pod: its controller, or, for an
-/// orphan, every ReplicaSet of its namespace whose selector matches.
-fn owners_of(replicasets: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet>> {
-    let ns = pod.namespace().unwrap_or_default();
-    if let Some(r) = controller_ref(&pod.metadata) {
-        return if r.kind == "ReplicaSet" {
-            vec![ObjectRef::new(&r.name).within(&ns)]
-        } else {
-            Vec::new()
-        };
-    }
-    let labels = pod.labels().clone();
-    replicasets
-        .state()
-        .iter()
-        .filter(|rs| rs.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|rs| {
-            rs.spec
-                .as_ref()
-                .is_some_and(|s| selector_matches(&s.selector, &labels))
-        })
-        .map(|rs| ObjectRef::from_obj(rs.as_ref()))
-        .collect()
 }
 
 fn error_policy(rs: Arc<ReplicaSet>, error: &Error, _ctx: Arc<Context>) -> Action {
