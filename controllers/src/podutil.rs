@@ -39,6 +39,37 @@ where
         .collect()
 }
 
+/// Whether an API error says the object is gone (404), which a controller
+/// whose object was deleted meanwhile treats as nothing left to do.
+pub fn is_gone(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// Writes `status` through the status subresource with a merge patch; an
+/// object deleted meanwhile is not an error.
+pub async fn write_status<K>(
+    api: &kube::Api<K>,
+    name: &str,
+    status: &impl serde::Serialize,
+) -> Result<(), kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = serde_json::json!({ "status": status });
+    match api
+        .patch_status(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_gone(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether `labels` satisfy `selector`. An empty selector selects nothing:
 /// a workload with an empty selector would otherwise claim every pod.
 pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {

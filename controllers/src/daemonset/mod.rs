@@ -21,12 +21,11 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
-use serde_json::json;
 use tracing::{info_span, Instrument};
 
 use crate::claim::{self, Claim};
@@ -114,10 +113,6 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
     sync(ds, ctx).instrument(span).await
 }
 
-fn is_gone(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
-}
-
 /// `maxUnavailable` of a RollingUpdate scaled against `desired` (rounded
 /// up, at least 1); `None` for OnDelete.
 pub fn max_unavailable(ds: &DaemonSet, desired: usize) -> Option<usize> {
@@ -183,14 +178,14 @@ async fn sync(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Error> {
                 };
                 match claim::adopt(&pod_api, &pod.metadata, owner).await {
                     Ok(p) => Arc::new(p),
-                    Err(e) if is_gone(&e) => continue,
+                    Err(e) if podutil::is_gone(&e) => continue,
                     Err(e) => return Err(e.into()),
                 }
             }
             Claim::Release => {
                 match claim::release(&pod_api, &pod.metadata, &uid).await {
                     Ok(_) => {}
-                    Err(e) if is_gone(&e) => {}
+                    Err(e) if podutil::is_gone(&e) => {}
                     Err(e) => return Err(e.into()),
                 }
                 continue;
@@ -254,19 +249,7 @@ async fn sync(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Error> {
     );
     if !ds.status.as_ref().is_some_and(|s| semantic_eq(s, &status)) {
         let api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &ns);
-        let patch = json!({ "status": status });
-        match api
-            .patch_status(
-                &ds.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_gone(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
+        podutil::write_status(&api, &ds.name_any(), &status).await?;
     }
     if let Some(e) = manage_error {
         return Err(e);
@@ -337,7 +320,7 @@ async fn apply(
                 ),
                 Err(e) => {
                     ctx.expectations.deletion_observed(key, name);
-                    if !is_gone(&e) {
+                    if !podutil::is_gone(&e) {
                         first_error.get_or_insert(e);
                     }
                 }

@@ -101,10 +101,6 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     sync(job, ctx).instrument(span).await
 }
 
-fn is_gone(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
-}
-
 /// Deletes a finished Job once its `ttlSecondsAfterFinished` ran out, or
 /// says when to look again.
 async fn ttl_after_finished(
@@ -135,7 +131,7 @@ async fn ttl_after_finished(
     };
     match api.delete(&job.name_any(), &dp).await {
         Ok(_) => Ok(Action::await_change()),
-        Err(e) if is_gone(&e) => Ok(Action::await_change()),
+        Err(e) if podutil::is_gone(&e) => Ok(Action::await_change()),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(Action::await_change()),
         Err(e) => Err(e.into()),
     }
@@ -184,7 +180,7 @@ async fn sync(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
                 };
                 match claim::adopt(&pod_api, &pod.metadata, owner).await {
                     Ok(p) => owned.push(Arc::new(p)),
-                    Err(e) if is_gone(&e) => {}
+                    Err(e) if podutil::is_gone(&e) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -220,7 +216,7 @@ async fn sync(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
             .await
         {
             Ok(_) => {}
-            Err(e) if is_gone(&e) => return Ok(Action::await_change()),
+            Err(e) if podutil::is_gone(&e) => return Ok(Action::await_change()),
             Err(e) => return Err(e.into()),
         }
         match decision.added.as_ref().map(|(t, r, m)| (t.as_str(), r, m)) {
@@ -275,7 +271,7 @@ async fn manage(
             ),
             Err(e) => {
                 ctx.expectations.deletion_observed(key, name);
-                if !is_gone(&e) {
+                if !podutil::is_gone(&e) {
                     first_error.get_or_insert(e);
                 }
             }

@@ -16,12 +16,11 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use serde_json::json;
 use tracing::{info_span, Instrument};
 
 use crate::claim::{self, Claim};
@@ -137,14 +136,14 @@ async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
                 };
                 match claim::adopt(&pod_api, &pod.metadata, owner).await {
                     Ok(p) => owned.push(Arc::new(p)),
-                    Err(e) if is_gone(&e) => {}
+                    Err(e) if podutil::is_gone(&e) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
             Claim::Adopt => {}
             Claim::Release => match claim::release(&pod_api, &pod.metadata, &uid).await {
                 Ok(_) => {}
-                Err(e) if is_gone(&e) => {}
+                Err(e) if podutil::is_gone(&e) => {}
                 Err(e) => return Err(e.into()),
             },
         }
@@ -181,19 +180,7 @@ async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
     );
     if rs.status.as_ref() != Some(&status) {
         let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
-        let patch = json!({ "status": status });
-        match rs_api
-            .patch_status(
-                &rs.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_gone(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
+        podutil::write_status(&rs_api, &rs.name_any(), &status).await?;
     }
     if let Some(e) = manage_error {
         return Err(e);
@@ -208,10 +195,6 @@ async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
         None if !ctx.expectations.satisfied(&key) => Action::requeue(Duration::from_secs(30)),
         None => Action::await_change(),
     })
-}
-
-fn is_gone(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
 /// Creates or deletes pods to reach `want` active pods.
@@ -254,7 +237,7 @@ async fn manage_replicas(
                 ),
                 Err(e) => {
                     ctx.expectations.deletion_observed(key, &name);
-                    if !is_gone(&e) {
+                    if !podutil::is_gone(&e) {
                         ctx.recorder.publish(
                             rs,
                             EventType::Warning,
