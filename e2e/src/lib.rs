@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+pub mod load;
+pub mod plot;
+
 /// The `skiff` binary under test: `$SKIFF_BIN`, else the workspace's
 /// `target/{debug,release}/skiff`, built by `cargo test` beforehand.
 pub fn skiff_bin() -> PathBuf {
