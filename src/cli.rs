@@ -27,6 +27,8 @@ pub enum Command {
     Agent(AgentArgs),
     /// Stop a cluster started with `up` and remove what it left running.
     Down(DownArgs),
+    /// Build or import local images for a cluster's nodes (no registry needed).
+    Image(ImageArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -136,6 +138,44 @@ pub struct DownArgs {
     /// The data dir of the cluster to stop.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Pack a local executable and the shared libraries it needs into an OCI
+    /// image in DATA_DIR/images, where the nodes import it.
+    Build {
+        /// The executable; it becomes `/bin/<name>`, the image's entrypoint.
+        #[arg(long, value_name = "PATH")]
+        binary: PathBuf,
+        /// The image name pods refer to, e.g. `skiff.local/my-service:1`.
+        #[arg(long)]
+        name: String,
+        /// Extra names in /bin linking to the binary (e.g. busybox applets).
+        #[arg(long, value_name = "NAME")]
+        link: Vec<String>,
+        /// The cluster's data dir (default ~/.skiff).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Write the archive here instead of DATA_DIR/images.
+        #[arg(long, value_name = "FILE", conflicts_with = "data_dir")]
+        output: Option<PathBuf>,
+    },
+    /// Copy an image archive (`docker save` or OCI layout tar) into
+    /// DATA_DIR/images, where the nodes import it.
+    Import {
+        /// The archive.
+        file: PathBuf,
+        /// The cluster's data dir (default ~/.skiff).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 fn parse_service_cidr(s: &str) -> Result<apiserver::allocator::ServiceCidr, String> {

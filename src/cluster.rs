@@ -54,6 +54,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Server(args) => serve_control_plane(&args.control_plane, None).await,
         Command::Agent(args) => agent(args).await,
         Command::Down(args) => down(args).await,
+        Command::Image(args) => crate::image::run(args),
     }
 }
 

@@ -5,6 +5,7 @@
 mod cli;
 mod cluster;
 mod components;
+mod image;
 mod join;
 mod manifests;
 

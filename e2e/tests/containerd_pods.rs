@@ -610,3 +610,56 @@ fn two_nodes_run_pods_each_on_its_own_pod_cidr_and_bridge() -> Result<()> {
     assert_eq!(used.len(), 2, "the pods did not spread: {used:?}");
     Ok(())
 }
+
+#[test]
+fn a_binary_packed_by_skiff_image_build_runs_as_a_pod_with_no_registry() -> Result<()> {
+    let env = Env::start()?;
+    // busybox-static packed as the image's only binary, with two applet links.
+    let out = std::process::Command::new(e2e::skiff_bin())
+        .args(["image", "build", "--binary", "/bin/busybox"])
+        .args([
+            "--name",
+            "skiff.local/tools:1",
+            "--link",
+            "sh",
+            "--link",
+            "httpd",
+        ])
+        .arg("--data-dir")
+        .arg(env.data_dir())
+        .output()?;
+    assert!(
+        out.status.success(),
+        "skiff image build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: packed
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: skiff.local/tools:1
+    imagePullPolicy: Never
+    command: ["sh", "-c", "mkdir -p /www && echo packed-by-skiff > /www/index.html && exec httpd -f -p 8080 -h /www"]
+"#;
+    env.apply(yaml)?;
+    let pod = wait_for("the packed pod Running", Duration::from_secs(60), || {
+        let pod = env.pod("packed")?;
+        Ok(running_and_ready(&pod).then_some(pod))
+    })?;
+    let ip = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .context("pod IP")?;
+    let body = wait_for("HTTP from the packed pod", Duration::from_secs(10), || {
+        Ok(http_get(&ip, 8080).ok())
+    })?;
+    assert!(body.contains("packed-by-skiff"), "{body}");
+    let image = status(&pod).map(|c| c.image.clone()).unwrap_or_default();
+    assert_eq!(image, "skiff.local/tools:1");
+    Ok(())
+}

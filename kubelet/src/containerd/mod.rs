@@ -15,12 +15,14 @@
 //! - [`status`]: `ContainerStatus` from containerd records and task states.
 //! - [`runtime`]: [`ContainerdRuntime`], which runs whole pods and implements
 //!   the extended [`pod_runtime::PodRuntime`] interface.
-//! - [`test_image`]: builds a tiny busybox image offline, for tests.
+//! - [`build`]: single-layer images built offline from local files
+//!   (`skiff image build`); [`test_image`], the busybox image of the tests.
 //!
 //! This module talks to containerd only through `containerd-client` and to
 //! the network only through [`crate::cni`]; it never talks to the API server.
 
 pub mod archive;
+pub mod build;
 pub mod connection;
 pub mod containers;
 pub mod daemon;

@@ -30,10 +30,20 @@ pub fn normalize_image_name(name: &str) -> Option<String> {
     if path.is_empty() || path.ends_with('/') || path.contains("//") {
         return None;
     }
-    let has_tag = path
-        .rsplit('/')
-        .next()
-        .is_some_and(|last| last.contains(':'));
+    let (repository, tag) = match path.rsplit_once('/') {
+        Some((dirs, last)) => match last.split_once(':') {
+            Some((name, tag)) => (format!("{dirs}/{name}"), Some(tag)),
+            None => (path.clone(), None),
+        },
+        None => match path.split_once(':') {
+            Some((name, tag)) => (name.to_string(), Some(tag)),
+            None => (path.clone(), None),
+        },
+    };
+    if !repository.split('/').all(valid_path_component) || !tag.is_none_or(valid_tag) {
+        return None;
+    }
+    let has_tag = tag.is_some();
     let mut full = format!("{domain}/{path}");
     if !has_tag && digest.is_none() {
         full.push_str(":latest");
@@ -43,6 +53,24 @@ pub fn normalize_image_name(name: &str) -> Option<String> {
         full.push_str(digest);
     }
     Some(full)
+}
+
+/// A repository path component: lowercase letters and digits, separated
+/// by `.`, `_`, `__` or `-` (the distribution reference grammar).
+fn valid_path_component(c: &str) -> bool {
+    let alnum = |ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit();
+    c.starts_with(alnum)
+        && c.ends_with(alnum)
+        && c.chars()
+            .all(|ch| alnum(ch) || matches!(ch, '.' | '_' | '-'))
+}
+
+/// A tag: up to 128 of `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
+fn valid_tag(t: &str) -> bool {
+    (1..=128).contains(&t.len())
+        && !t.starts_with(['.', '-'])
+        && t.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | '-'))
 }
 
 #[cfg(test)]
@@ -94,5 +122,17 @@ mod tests {
     fn empty_and_spaced_names_are_refused() {
         assert_eq!(normalize_image_name(""), None);
         assert_eq!(normalize_image_name("bad name"), None);
+    }
+
+    #[test]
+    fn uppercase_repositories_and_bad_tags_are_refused() {
+        assert_eq!(normalize_image_name("Busybox:1"), None);
+        assert_eq!(normalize_image_name("me/App"), None);
+        assert_eq!(normalize_image_name("busybox:-1"), None);
+        assert_eq!(normalize_image_name("busybox:"), None);
+        assert_eq!(
+            normalize_image_name("skiff.local/game_api-x:V1.2").as_deref(),
+            Some("skiff.local/game_api-x:V1.2")
+        );
     }
 }
