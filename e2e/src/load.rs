@@ -29,9 +29,9 @@ pub struct Phase {
 impl Phase {
     /// Parses `DURATION@RPS` or `DURATION@FROM..TO`, e.g. `10s@5` or `3s@5..250`.
     pub fn parse(s: &str) -> Result<Self> {
-        let (duration, rate) = s
-            .split_once('@')
-            .with_context(|| format!("phase {s:?}: expected DURATION@RPS or DURATION@FROM..TO, e.g. 10s@5"))?;
+        let (duration, rate) = s.split_once('@').with_context(|| {
+            format!("phase {s:?}: expected DURATION@RPS or DURATION@FROM..TO, e.g. 10s@5")
+        })?;
         let duration = humantime::parse_duration(duration)
             .with_context(|| format!("phase {s:?}: bad duration {duration:?}"))?;
         let parse_rate = |r: &str| -> Result<f64> {
@@ -103,7 +103,9 @@ impl Profile {
         let base = self.baseline();
         let total = self.total().as_secs();
         let start = (0..total)
-            .find(|&s| self.rate_at(Duration::from_secs(s) + Duration::from_millis(999)) > base * 1.01)
+            .find(|&s| {
+                self.rate_at(Duration::from_secs(s) + Duration::from_millis(999)) > base * 1.01
+            })
             .unwrap_or(total);
         let peak = self.peak();
         let peak_at = (start..total)
@@ -178,7 +180,10 @@ where
     S: FnMut() -> F,
     F: std::future::Future<Output = (Option<i32>, Option<i32>)>,
 {
-    let uri: hyper::Uri = config.url.parse().with_context(|| format!("bad --url {:?}", config.url))?;
+    let uri: hyper::Uri = config
+        .url
+        .parse()
+        .with_context(|| format!("bad --url {:?}", config.url))?;
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(config.max_in_flight)
         .build_http();
@@ -259,7 +264,9 @@ where
         let (desired, ready) = samples.get(t).copied().unwrap_or((None, None));
         out.push(Second {
             t: t as u64,
-            target_rps: config.profile.rate_at(Duration::from_secs(t as u64) + Duration::from_millis(500)),
+            target_rps: config
+                .profile
+                .rate_at(Duration::from_secs(t as u64) + Duration::from_millis(500)),
             sent: b.sent,
             ok: b.ok,
             errors: b.errors,
@@ -326,8 +333,16 @@ pub fn summarize(
         .filter(|s| s.t >= end)
         .find(|s| s.desired.is_some_and(|d| d <= min_replicas))
         .map(|s| s.t - end);
-    let mut p50: Vec<f64> = spike.iter().filter(|s| s.ok > 0).map(|s| s.p50_ms).collect();
-    let mut p99: Vec<f64> = spike.iter().filter(|s| s.ok > 0).map(|s| s.p99_ms).collect();
+    let mut p50: Vec<f64> = spike
+        .iter()
+        .filter(|s| s.ok > 0)
+        .map(|s| s.p50_ms)
+        .collect();
+    let mut p99: Vec<f64> = spike
+        .iter()
+        .filter(|s| s.ok > 0)
+        .map(|s| s.p99_ms)
+        .collect();
     p50.sort_by(f64::total_cmp);
     p99.sort_by(f64::total_cmp);
     Summary {
@@ -376,19 +391,27 @@ mod tests {
 
     fn profile(specs: &[&str]) -> Profile {
         Profile {
-            phases: specs.iter().map(|s| Phase::parse(s).unwrap()).collect(),
+            phases: specs.iter().map(|s| Phase::parse(s).expect("phase")).collect(),
         }
     }
 
     #[test]
     fn phases_parse_steps_and_ramps_and_reject_nonsense() {
         assert_eq!(
-            Phase::parse("10s@5").unwrap(),
-            Phase { duration: Duration::from_secs(10), from: 5.0, to: 5.0 }
+            Phase::parse("10s@5").expect("step"),
+            Phase {
+                duration: Duration::from_secs(10),
+                from: 5.0,
+                to: 5.0
+            }
         );
         assert_eq!(
-            Phase::parse("3s@5..250").unwrap(),
-            Phase { duration: Duration::from_secs(3), from: 5.0, to: 250.0 }
+            Phase::parse("3s@5..250").expect("ramp"),
+            Phase {
+                duration: Duration::from_secs(3),
+                from: 5.0,
+                to: 250.0
+            }
         );
         assert!(Phase::parse("10s").is_err());
         assert!(Phase::parse("ten@5").is_err());

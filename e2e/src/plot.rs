@@ -35,7 +35,10 @@ pub fn svg(runs: &[Series<'_>]) -> Result<String> {
     Ok(out)
 }
 
-fn draw_run(run: &Series<'_>, area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> Result<()> {
+fn draw_run(
+    run: &Series<'_>,
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+) -> Result<()> {
     let s = run.seconds;
     let t_max = s.last().map_or(1, |x| x.t + 1) as f64;
     let titled = area.titled(run.title, ("sans-serif", 20)).map_err(err)?;
@@ -143,12 +146,26 @@ mod tests {
             })
             .collect();
         let out = svg(&[
-            Series { title: "skiff", seconds: &seconds },
-            Series { title: "stock", seconds: &seconds },
+            Series {
+                title: "skiff",
+                seconds: &seconds,
+            },
+            Series {
+                title: "stock",
+                seconds: &seconds,
+            },
         ])
-        .unwrap();
+        .expect("svg");
         assert!(out.starts_with("<svg"));
-        for text in ["skiff", "stock", "requests per second", "replicas", "latency (ms)", "desired", "p99"] {
+        for text in [
+            "skiff",
+            "stock",
+            "requests per second",
+            "replicas",
+            "latency (ms)",
+            "desired",
+            "p99",
+        ] {
             assert!(out.contains(text), "{text} missing from the plot");
         }
     }
