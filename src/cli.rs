@@ -73,6 +73,10 @@ pub struct ControlPlaneArgs {
     /// How long a node may go without renewing its Lease before it is marked NotReady/Unknown.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "40s")]
     pub node_monitor_grace_period: Duration,
+    /// How long a control plane's leader Lease (scheduler, controller
+    /// manager) outlives its last renewal; a standby takes over after it.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub leader_elect_lease_duration: Duration,
     /// Toleration seconds added to pods for the not-ready taint.
     #[arg(long, default_value_t = 300)]
     pub default_not_ready_toleration_seconds: i64,

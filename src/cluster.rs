@@ -188,6 +188,20 @@ fn server_config(
     }
 }
 
+/// This control plane's name in leader Leases: the host and a hash of the
+/// data dir, stable across restarts so a restarted process takes its own
+/// Leases back at once.
+fn control_plane_identity(dir: &DataDir) -> String {
+    use sha2::Digest;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string());
+    let path = dir.root.canonicalize().unwrap_or_else(|_| dir.root.clone());
+    let digest = sha2::Sha256::digest(path.to_string_lossy().as_bytes());
+    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{host}_{hex}")
+}
+
 async fn up(args: UpArgs) -> Result<()> {
     serve_control_plane(&args.control_plane, Some(&args)).await
 }
@@ -234,8 +248,13 @@ async fn serve_control_plane(cp: &ControlPlaneArgs, up: Option<&UpArgs>) -> Resu
         "skiff: API server ready at {url} ({:.2}s)",
         started.elapsed().as_secs_f64()
     );
-    let mut tasks =
-        crate::components::start_control_plane(&dir.kubeconfig(), cp, &server.metrics).await?;
+    let mut tasks = crate::components::start_control_plane(
+        &dir.kubeconfig(),
+        cp,
+        &server.metrics,
+        &control_plane_identity(&dir),
+    )
+    .await?;
     if let Some(up) = up.filter(|u| u.nodes > 0) {
         let node_started = Instant::now();
         tasks.extend(
