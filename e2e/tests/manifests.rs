@@ -96,3 +96,42 @@ fn a_missing_manifests_folder_is_a_one_line_error() -> anyhow::Result<()> {
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     Ok(())
 }
+
+/// Every manifest the project ships is accepted by the API server with
+/// strict field validation, and its workloads run (on simulated nodes).
+#[test]
+fn the_shipped_manifests_apply_cleanly_and_their_deployments_become_available() -> anyhow::Result<()>
+{
+    let cluster = e2e::Cluster::start(e2e::ClusterOptions {
+        nodes: 2,
+        ..Default::default()
+    })?;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests");
+    for dir in ["examples", "game-launch"] {
+        let path = root.join(dir);
+        let out = cluster.kubectl_output(&[
+            "apply",
+            "--validate=strict",
+            "-f",
+            path.to_str().unwrap_or_default(),
+        ])?;
+        assert!(
+            out.status.success(),
+            "kubectl apply -f manifests/{dir}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let hpas = cluster.kubectl(&["get", "hpa", "-n", "game", "-o", "name"])?;
+    assert_eq!(hpas.lines().count(), 2, "{hpas}");
+    for deployment in ["game-api", "matchmaker", "leaderboard"] {
+        cluster.kubectl(&[
+            "wait",
+            "-n",
+            "game",
+            "--for=condition=Available",
+            &format!("deployment/{deployment}"),
+            "--timeout=60s",
+        ])?;
+    }
+    Ok(())
+}
