@@ -364,6 +364,13 @@ async fn down(args: DownArgs) -> Result<()> {
             dir.root.display()
         );
     }
+    stop_cluster_process(&dir).await?;
+    remove_node_leftovers(&dir).await;
+    Ok(())
+}
+
+/// Stops the process running the cluster (SIGTERM, SIGKILL after 20 s).
+async fn stop_cluster_process(dir: &DataDir) -> Result<()> {
     let pid = std::fs::read_to_string(dir.pid())
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok());
@@ -398,4 +405,30 @@ async fn down(args: DownArgs) -> Result<()> {
         dir.root.display()
     );
     Ok(())
+}
+
+/// Removes the containers, pod networks, bridges and containerd of every
+/// real node of the data dir (simulated nodes leave nothing behind).
+async fn remove_node_leftovers(dir: &DataDir) {
+    let nodes = dir.root.join("nodes");
+    for entry in std::fs::read_dir(&nodes).into_iter().flatten().flatten() {
+        let node_dir = entry.path();
+        if !node_dir.join(kubelet::agent::cleanup::STATE_FILE).exists() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().to_string();
+        match kubelet::agent::cleanup::remove_node(&node_dir).await {
+            Ok(removed) => println!(
+                "skiff: node {name}: removed {} containers, {} pod networks{}",
+                removed.containers,
+                removed.sandboxes,
+                if removed.bridge {
+                    " and its bridge"
+                } else {
+                    ""
+                }
+            ),
+            Err(e) => eprintln!("skiff: node {name}: {e}"),
+        }
+    }
 }

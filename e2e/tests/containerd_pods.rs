@@ -663,3 +663,59 @@ spec:
     assert_eq!(image, "skiff.local/tools:1");
     Ok(())
 }
+
+#[test]
+fn skiff_down_removes_containers_networks_and_containerd_and_up_resumes_the_cluster() -> Result<()>
+{
+    let mut env = Env::start()?;
+    env.apply(&deployment("keep", 2))?;
+    let pods = wait_for("2 pods Running", Duration::from_secs(60), || {
+        let pods = env.pods("app=keep")?;
+        Ok((pods.len() == 2 && pods.iter().all(running_and_ready)).then_some(pods))
+    })?;
+    let uids: Vec<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+    assert!(uids.iter().all(|u| netns_exists(u)));
+
+    let out = std::process::Command::new(e2e::skiff_bin())
+        .arg("down")
+        .arg("--data-dir")
+        .arg(env.data_dir())
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "skiff down: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("removed 2 containers"), "{stdout}");
+    for uid in &uids {
+        assert!(!netns_exists(uid), "netns of {uid} left behind");
+    }
+    let bridge = std::process::Command::new("ip")
+        .args(["link", "show", &env.node.bridge])
+        .output()?;
+    assert!(
+        !bridge.status.success(),
+        "bridge {} left behind",
+        env.node.bridge
+    );
+    let config = env.node.data_dir.join("containerd/config.toml");
+    assert!(
+        pids_with_cmdline(&config.display().to_string()).is_empty(),
+        "the node's containerd still runs"
+    );
+    let namespace = format!("-namespace {}", env.node.containerd_namespace);
+    assert!(
+        pids_with_cmdline(&namespace).is_empty(),
+        "container shims still run"
+    );
+
+    // The next `up` on the same data dir has the same objects and runs them again.
+    env.cluster.as_mut().context("cluster")?.restart()?;
+    env.wait_node_ready()?;
+    wait_for("2 pods Running again", Duration::from_secs(90), || {
+        let pods = env.pods("app=keep")?;
+        Ok((pods.len() == 2 && pods.iter().all(running_and_ready)).then_some(()))
+    })?;
+    Ok(())
+}

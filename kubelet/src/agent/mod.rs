@@ -13,6 +13,7 @@
 //! the `apiserver` crate.
 
 pub mod backoff;
+pub mod cleanup;
 mod images;
 pub mod node;
 mod pods;
@@ -193,6 +194,9 @@ impl Agent {
                 path: config.data_dir.clone(),
                 source,
             })?;
+        if let Err(error) = cleanup::write_state(&config) {
+            tracing::warn!(%error, "cannot write the node state file; `skiff down` will not find this node");
+        }
         let (socket, containerd) = match &config.containerd_address {
             Some(socket) => (socket.clone(), None),
             None => {
