@@ -171,6 +171,24 @@ async fn main() -> Result<()> {
         .await
         .context("not every pod was bound within 30 minutes")??;
     let all_bound = t0.elapsed();
+    // Deployment mode: until the Deployment reports every replica available.
+    let converged = if args.deployment {
+        let deployments = Api::<Deployment>::namespaced(client.clone(), "default");
+        let deadline = Instant::now() + Duration::from_secs(1800);
+        loop {
+            let d = deployments.get("bench").await?;
+            let available = d.status.and_then(|s| s.available_replicas).unwrap_or(0);
+            if available as usize >= args.pods {
+                break Some(t0.elapsed());
+            }
+            if Instant::now() > deadline {
+                bail!("the Deployment did not converge within 30 minutes ({available} available)");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    } else {
+        None
+    };
     let rss_after = rss_mib(pid);
 
     let bound = bound_at.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -219,6 +237,13 @@ async fn main() -> Result<()> {
         "  all bound after:           {:.1}s",
         all_bound.as_secs_f64()
     );
+    if let Some(c) = converged {
+        println!(
+            "  Deployment converged:      {:.1}s (create -> availableReplicas = {})",
+            c.as_secs_f64(),
+            args.pods
+        );
+    }
     println!("  scheduling throughput:     avg {:.0} pods/s (first..last binding), p50 {:.0}, p99 {:.0} of per-second samples",
         bound.len() as f64 / window, percentile(&per_second, 0.5), percentile(&per_second, 0.99));
     if !latencies.is_empty() {
