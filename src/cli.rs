@@ -29,6 +29,8 @@ pub enum Command {
     Down(DownArgs),
     /// Build or import local images for a cluster's nodes (no registry needed).
     Image(ImageArgs),
+    /// Stop or start one real node of a running local cluster (failover drills).
+    Node(NodeArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -180,6 +182,30 @@ pub enum ImageCommand {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    #[command(subcommand)]
+    pub command: NodeCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Stop the node as a crash would: no more heartbeats, containerd
+    /// stopped, containers left running.
+    Stop(NodeTarget),
+    /// Start a stopped node again; it re-adopts or removes its containers.
+    Start(NodeTarget),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeTarget {
+    /// The node's name, e.g. `skiff-node-1` (see `kubectl get nodes`).
+    pub name: String,
+    /// The cluster's data dir (default ~/.skiff).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 fn parse_service_cidr(s: &str) -> Result<apiserver::allocator::ServiceCidr, String> {

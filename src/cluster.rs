@@ -55,6 +55,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Agent(args) => agent(args).await,
         Command::Down(args) => down(args).await,
         Command::Image(args) => crate::image::run(args),
+        Command::Node(args) => node_command(args),
     }
 }
 
@@ -366,6 +367,49 @@ async fn down(args: DownArgs) -> Result<()> {
     }
     stop_cluster_process(&dir).await?;
     remove_node_leftovers(&dir).await;
+    Ok(())
+}
+
+/// `skiff node stop|start NAME`: sets or clears the node's stop marker,
+/// which the running cluster watches.
+fn node_command(args: crate::cli::NodeArgs) -> Result<()> {
+    let (stop, args) = match args.command {
+        crate::cli::NodeCommand::Stop(target) => (true, target),
+        crate::cli::NodeCommand::Start(target) => (false, target),
+    };
+    let dir = DataDir::resolve(args.data_dir.as_deref())?;
+    let node_dir = dir.root.join("nodes").join(&args.name);
+    if !node_dir.join(kubelet::agent::cleanup::STATE_FILE).exists() {
+        bail!(
+            "no containerd node {} in {}: pass a name from `kubectl get nodes` and the cluster's --data-dir (simulated nodes cannot be stopped one by one)",
+            args.name,
+            dir.root.display()
+        );
+    }
+    let marker = crate::components::stop_marker(&node_dir);
+    match stop {
+        true => {
+            std::fs::write(&marker, b"")
+                .with_context(|| format!("cannot write {}", marker.display()))?;
+            println!(
+                "skiff: node {} stopping: its Lease is no longer renewed, so it turns NotReady after --node-monitor-grace-period",
+                args.name
+            );
+        }
+        false => {
+            match std::fs::remove_file(&marker) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    println!("skiff: node {} is not stopped", args.name);
+                    return Ok(());
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot remove {}", marker.display()))
+                }
+            }
+            println!("skiff: node {} starting", args.name);
+        }
+    }
     Ok(())
 }
 

@@ -112,12 +112,16 @@ impl Env {
     }
 
     fn start_nodes(count: u32) -> Result<Self> {
+        Self::start_with(count, &[])
+    }
+
+    fn start_with(count: u32, extra_args: &[&str]) -> Result<Self> {
         require_components();
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let cluster = Cluster::start(ClusterOptions {
             nodes: count,
             runtime: "containerd",
-            ..Default::default()
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         })?;
         let nodes = node_configs(cluster.data_dir.path(), count);
         let env = Env {
@@ -717,5 +721,102 @@ fn skiff_down_removes_containers_networks_and_containerd_and_up_resumes_the_clus
         let pods = env.pods("app=keep")?;
         Ok((pods.len() == 2 && pods.iter().all(running_and_ready)).then_some(()))
     })?;
+    Ok(())
+}
+
+fn node_ready(env: &Env, node: &str) -> Result<String> {
+    env.cluster().kubectl(&[
+        "get",
+        "node",
+        node,
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+    ])
+}
+
+#[test]
+fn skiff_node_stop_fails_a_node_over_and_skiff_node_start_brings_it_back() -> Result<()> {
+    let env = Env::start_with(
+        2,
+        &[
+            "--node-monitor-grace-period",
+            "12s",
+            "--default-not-ready-toleration-seconds",
+            "2",
+            "--default-unreachable-toleration-seconds",
+            "2",
+        ],
+    )?;
+    env.apply(&deployment("failover", 2))?;
+    let pods = wait_for("2 pods Running", Duration::from_secs(60), || {
+        let pods = env.pods("app=failover")?;
+        Ok((pods.len() == 2 && pods.iter().all(running_and_ready)).then_some(pods))
+    })?;
+    // Spread puts one replica on each node; the first node's is the victim.
+    let victim = env.nodes[0].node_name.clone();
+    let survivor = env.nodes[1].node_name.clone();
+    assert!(
+        pods.iter()
+            .any(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(victim.as_str())),
+        "no replica on {victim} to fail over"
+    );
+    let node = |verb: &str| -> Result<String> {
+        let out = std::process::Command::new(e2e::skiff_bin())
+            .args(["node", verb, &victim, "--data-dir"])
+            .arg(env.data_dir())
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "skiff node {verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let stopped = Instant::now();
+    node("stop")?;
+    wait_for("the stopped node NotReady", Duration::from_secs(40), || {
+        Ok(node_ready(&env, &victim)
+            .ok()
+            .filter(|s| s == "Unknown" || s == "False")
+            .map(|_| ()))
+    })?;
+    eprintln!("{victim} not ready after {:?}", stopped.elapsed());
+    // Grace (12 s) + toleration (2 s) + 5 s: both replicas run on the survivor.
+    wait_for(
+        "both replicas on the surviving node",
+        Duration::from_secs(40),
+        || {
+            let pods = env.pods("app=failover")?;
+            let on_survivor = pods
+                .iter()
+                .filter(|p| running_and_ready(p))
+                .filter(|p| {
+                    p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(survivor.as_str())
+                })
+                .count();
+            Ok((on_survivor == 2).then_some(()))
+        },
+    )?;
+    let failover = stopped.elapsed();
+    eprintln!("replicas replaced after {failover:?}");
+    assert!(
+        failover <= Duration::from_secs(12 + 2 + 5 + 10),
+        "failover took {failover:?}"
+    );
+    node("start")?;
+    wait_for("the node Ready again", Duration::from_secs(40), || {
+        Ok((node_ready(&env, &victim).ok().as_deref() == Some("True")).then_some(()))
+    })?;
+    // Unknown names are one clear line.
+    let out = std::process::Command::new(e2e::skiff_bin())
+        .args(["node", "stop", "no-such-node", "--data-dir"])
+        .arg(env.data_dir())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("no containerd node no-such-node"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-pub use nodes::{start_nodes, NodeOptions};
+pub use nodes::{start_nodes, stop_marker, NodeOptions};
 
 /// A kube-rs client from a kubeconfig file (used by every component).
 pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client> {

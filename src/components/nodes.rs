@@ -88,6 +88,8 @@ async fn start_containerd_nodes(
     let starts: Vec<_> = agent_configs(opts, containerd_address)
         .into_iter()
         .map(|config| {
+            // A node stopped before the cluster restarted starts again.
+            let _ = std::fs::remove_file(stop_marker(&config.data_dir));
             let client = client.clone();
             tokio::spawn(async move {
                 let name = config.node_name.clone();
@@ -109,8 +111,47 @@ async fn start_containerd_nodes(
     }
     Ok(agents
         .into_iter()
-        .map(|agent| tokio::spawn(agent.run()))
+        .map(|agent| tokio::spawn(supervise(client.clone(), agent)))
         .collect())
+}
+
+/// The file whose presence stops a real node (`skiff node stop`).
+pub fn stop_marker(node_dir: &Path) -> PathBuf {
+    node_dir.join("stopped")
+}
+
+async fn wait_for_marker(path: &Path, present: bool) {
+    while path.exists() != present {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// Runs a node; `skiff node stop` (the stop marker) stops it as a crashed
+/// kubelet would stop (Lease and status no longer written, containerd
+/// stopped, containers left running), `skiff node start` starts it again,
+/// and it re-adopts or cleans up its containers.
+async fn supervise(client: kube::Client, mut agent: kubelet::Agent) {
+    let config = agent.config().clone();
+    let marker = stop_marker(&config.data_dir);
+    let name = config.node_name.clone();
+    loop {
+        tokio::select! {
+            () = agent.run() => return,
+            () = wait_for_marker(&marker, true) => {}
+        }
+        println!("skiff: node {name} stopped");
+        wait_for_marker(&marker, false).await;
+        agent = loop {
+            match kubelet::Agent::start(client.clone(), config.clone()).await {
+                Ok(agent) => break agent,
+                Err(error) => {
+                    tracing::error!(node = %name, %error, "cannot restart the node; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                }
+            }
+        };
+        println!("skiff: node {name} started");
+    }
 }
 
 #[cfg(test)]

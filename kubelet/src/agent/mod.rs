@@ -247,6 +247,11 @@ impl Agent {
         })
     }
 
+    /// The node's configuration.
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
     /// Heartbeats, node status, image rescans and pod workers, until the
     /// task is dropped.
     pub async fn run(self) {
