@@ -346,6 +346,11 @@ async fn supervise(
     loop {
         tokio::select! {
             status = child.wait() => {
+                if *shutdown.borrow() {
+                    // We stopped it (the agent is shutting down).
+                    pid.store(0, Ordering::Relaxed);
+                    return;
+                }
                 warn!(?status, "containerd exited");
                 if started.elapsed() >= config.backoff_reset_after {
                     backoff = config.restart_backoff;
