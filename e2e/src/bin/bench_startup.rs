@@ -1,12 +1,15 @@
-//! Start-up and idle-memory benchmark of `skiff up` with simulated nodes.
+//! Start-up and idle-memory benchmark of `skiff up` with simulated or
+//! containerd nodes (containerd's own memory is not counted: it is a
+//! separate process, as in k3s' figures).
 //!
 //! For each node count, starts a fresh cluster R times and measures: time
 //! from spawn to the API answering `/readyz` (through kubectl-free HTTPS
 //! with the cluster's kubeconfig), time until every Node reports Ready, and
 //! the process's RSS after it has idled for a few seconds. Prints medians.
 //!
-//! Usage: `bench_startup [--reps R] [--nodes 1,3,200]` (uses `SKIFF_BIN`, or
-//! the release `skiff` next to this binary).
+//! Usage: `bench_startup [--reps R] [--nodes 1,3,200] [--runtime sim|containerd]`
+//! (uses `SKIFF_BIN`, or the release `skiff` next to this binary). With
+//! containerd, each cluster is removed with `skiff down` after its run.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,7 +39,7 @@ struct Sample {
     rss_mib: f64,
 }
 
-async fn one(nodes: u32) -> Result<Sample> {
+async fn one(nodes: u32, runtime: &str) -> Result<Sample> {
     let dir = tempfile::tempdir()?;
     let port = e2e::free_port()?;
     let start = Instant::now();
@@ -44,7 +47,7 @@ async fn one(nodes: u32) -> Result<Sample> {
         .args([
             "up",
             "--runtime",
-            "sim",
+            runtime,
             "--nodes",
             &nodes.to_string(),
             "--port",
@@ -108,6 +111,15 @@ async fn one(nodes: u32) -> Result<Sample> {
         })
     }
     .await;
+    if runtime == "containerd" {
+        // Stops the process and removes containerd, bridges and netns.
+        let _ = Command::new(e2e::skiff_bin())
+            .arg("down")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .status();
+    }
     let _ = child.kill();
     let _ = child.wait();
     result
@@ -117,6 +129,7 @@ async fn one(nodes: u32) -> Result<Sample> {
 async fn main() -> Result<()> {
     let mut reps = 5;
     let mut counts = vec![1u32, 3, 200];
+    let mut runtime = "sim".to_string();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
@@ -134,7 +147,13 @@ async fn main() -> Result<()> {
                     .collect::<Result<_, _>>()?;
                 i += 1;
             }
-            other => anyhow::bail!("unknown argument {other:?}: use --reps N --nodes 1,3,200"),
+            "--runtime" => {
+                runtime = args.get(i + 1).context("--runtime sim|containerd")?.clone();
+                i += 1;
+            }
+            other => anyhow::bail!(
+                "unknown argument {other:?}: use --reps N --nodes 1,3,200 --runtime sim|containerd"
+            ),
         }
         i += 1;
     }
@@ -143,14 +162,14 @@ async fn main() -> Result<()> {
             std::env::set_var("SKIFF_BIN", dir.join("skiff"));
         }
     }
-    println!("| sim nodes | API answering, s | all nodes Ready, s | RSS idle, MiB | runs |");
+    println!("| {runtime} nodes | API answering, s | all nodes Ready, s | RSS idle, MiB | runs |");
     println!("|---:|---:|---:|---:|---:|");
     for n in counts {
         let mut api = Vec::new();
         let mut ready = Vec::new();
         let mut rss = Vec::new();
         for _ in 0..reps {
-            let s = one(n).await?;
+            let s = one(n, &runtime).await?;
             api.push(s.api);
             ready.push(s.nodes);
             rss.push(s.rss_mib);
