@@ -13,10 +13,12 @@
 //! the `apiserver` crate.
 
 pub mod backoff;
+mod events;
 mod images;
 pub mod node;
 mod pods;
 mod preflight;
+pub mod probe;
 pub mod status;
 mod worker;
 

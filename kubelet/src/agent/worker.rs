@@ -7,11 +7,15 @@
 //!    restart) until every container has an instance — a missing image
 //!    leaves it waiting `ErrImageNeverPull`/`ErrImagePull`, retried every
 //!    [`IMAGE_RETRY`];
-//! 3. exited containers are restarted per the restart policy, through
-//!    CrashLoopBackOff ([`CrashBackoff`]);
-//! 4. the status is computed ([`super::status`]) and written through
+//! 3. containers whose liveness or startup probe failed are killed
+//!    (`Killing` event) and, like exited containers, restarted per the
+//!    restart policy, through CrashLoopBackOff ([`CrashBackoff`]);
+//! 4. probe results ([`super::probe`]) set each container's `ready` and
+//!    `started`; the probe tasks wake the worker when a result flips, so a
+//!    readiness change is written within a probe period;
+//! 5. the status is computed ([`super::status`]) and written through
 //!    `pods/status` when it changed;
-//! 5. a pod that just finished has its sandbox torn down.
+//! 6. a pod that just finished has its sandbox torn down.
 //!
 //! A pod with a `deletionTimestamp` is stopped with its grace period, then
 //! deleted through the API (`gracePeriodSeconds=0`, UID precondition). A pod
@@ -21,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::json;
@@ -29,11 +34,13 @@ use tokio::time::Instant;
 use tracing::{info, info_span, warn, Instrument};
 
 use super::backoff::{go_duration, BackoffConfig, CrashBackoff};
+use super::events::{EventType, PodEvents};
+use super::probe::{EventSink, Exec, ExecFactory, ProbeKind, ProbeManager, Unhealthy};
 use super::status::{
     crash_loop_back_off, is_terminal, pod_status, terminated_code, waiting_reason, RestartPolicy,
     StatusInput,
 };
-use crate::containerd::pod_runtime::PodRuntime;
+use crate::containerd::pod_runtime::{ExecOutcome, PodRuntime};
 
 /// How often a container waiting for its image tries again.
 pub(crate) const IMAGE_RETRY: Duration = Duration::from_secs(2);
@@ -90,6 +97,45 @@ pub(crate) struct Worker<R: PodRuntime> {
     finished: bool,
     created: Instant,
     reported_running: bool,
+    probes: ProbeManager,
+    events: Option<PodEvents>,
+}
+
+/// Runs exec probes in one container through the runtime.
+struct RuntimeExec<R: PodRuntime> {
+    runtime: Arc<R>,
+    pod: Pod,
+    container: String,
+}
+
+#[async_trait]
+impl<R: PodRuntime> Exec for RuntimeExec<R> {
+    async fn exec(&self, command: &[String], timeout: Duration) -> Result<ExecOutcome, String> {
+        self.runtime
+            .exec_sync(&self.pod, &self.container, command, timeout)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The grace period of a container killed by a failed probe: the probe's
+/// own `terminationGracePeriodSeconds`, else the pod's.
+fn probe_kill_grace(pod: &Pod, failed: &Unhealthy) -> Duration {
+    let container = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .find(|c| c.name == failed.container);
+    let probe = container.and_then(|c| match failed.kind {
+        ProbeKind::Liveness => c.liveness_probe.as_ref(),
+        ProbeKind::Startup => c.startup_probe.as_ref(),
+        ProbeKind::Readiness => None,
+    });
+    let seconds = probe
+        .and_then(|p| p.termination_grace_period_seconds)
+        .or_else(|| pod.spec.as_ref()?.termination_grace_period_seconds)
+        .unwrap_or(DEFAULT_GRACE);
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
 }
 
 /// The grace period of a pod being deleted.
@@ -115,6 +161,34 @@ impl<R: PodRuntime> Worker<R> {
         wake: Arc<Notify>,
     ) -> Self {
         let backoff = CrashBackoff::new(node.backoff);
+        let events = pod_rx
+            .borrow()
+            .as_ref()
+            .map(|pod| PodEvents::new(api.clone().into_client(), &node.name, pod));
+        let exec: ExecFactory = {
+            let runtime = runtime.clone();
+            Arc::new(move |pod: &Pod, container: &str| {
+                Arc::new(RuntimeExec {
+                    runtime: runtime.clone(),
+                    pod: pod.clone(),
+                    container: container.to_string(),
+                }) as Arc<dyn Exec>
+            })
+        };
+        let sink: EventSink = {
+            let events = events.clone();
+            Arc::new(move |event: super::probe::ProbeEvent| {
+                if let Some(events) = &events {
+                    events.publish(
+                        &event.container,
+                        EventType::Warning,
+                        "Unhealthy",
+                        format!("{} probe failed: {}", event.kind.name(), event.message),
+                    );
+                }
+            })
+        };
+        let probes = ProbeManager::new(exec, wake.clone(), sink);
         Self {
             runtime,
             api,
@@ -129,6 +203,8 @@ impl<R: PodRuntime> Worker<R> {
             finished: false,
             created: Instant::now(),
             reported_running: false,
+            probes,
+            events,
         }
     }
 
@@ -210,6 +286,13 @@ impl<R: PodRuntime> Worker<R> {
                 .collect();
         }
         let mut statuses = self.runtime.pod_status(pod).await.map_err(runtime_error)?;
+        self.probes.sync(pod, &statuses, self.pod_ip.as_deref());
+        let unhealthy = self.probes.unhealthy();
+        if !unhealthy.is_empty() {
+            self.kill_unhealthy(pod, &unhealthy).await?;
+            statuses = self.runtime.pod_status(pod).await.map_err(runtime_error)?;
+            self.probes.sync(pod, &statuses, self.pod_ip.as_deref());
+        }
         let mut wake = (!self.not_created.is_empty()).then_some(IMAGE_RETRY);
         let policy = RestartPolicy::of(pod);
         let now = Instant::now();
@@ -246,6 +329,8 @@ impl<R: PodRuntime> Worker<R> {
                 }
             }
         }
+        self.probes.sync(pod, &statuses, self.pod_ip.as_deref());
+        self.probes.apply(&mut statuses);
         let mut base = pod.clone();
         if let Some(written) = &self.last_written {
             base.status = Some(written.clone());
@@ -267,6 +352,7 @@ impl<R: PodRuntime> Worker<R> {
             );
         }
         if is_terminal(&phase) {
+            self.probes.clear();
             self.runtime
                 .stop_pod(pod, Duration::ZERO)
                 .await
@@ -275,6 +361,36 @@ impl<R: PodRuntime> Worker<R> {
             return Ok(None);
         }
         Ok(wake)
+    }
+
+    /// Kills containers whose liveness or startup probe failed; the
+    /// restart policy then handles them like any exit.
+    async fn kill_unhealthy(
+        &mut self,
+        pod: &Pod,
+        unhealthy: &[Unhealthy],
+    ) -> Result<(), SyncError> {
+        let restarts = RestartPolicy::of(pod) != RestartPolicy::Never;
+        for failed in unhealthy {
+            let probe = match failed.kind {
+                ProbeKind::Startup => "startup",
+                _ => "liveness",
+            };
+            let mut message = format!("Container {} failed {probe} probe", failed.container);
+            if restarts {
+                message.push_str(", will be restarted");
+            }
+            info!(container = %failed.container, probe, reason = %failed.message, "killing an unhealthy container");
+            if let Some(events) = &self.events {
+                events.publish(&failed.container, EventType::Normal, "Killing", message);
+            }
+            let grace = probe_kill_grace(pod, failed);
+            self.runtime
+                .kill_container(pod, &failed.container, grace)
+                .await
+                .map_err(runtime_error)?;
+        }
+        Ok(())
     }
 
     async fn write(&mut self, pod: &Pod, status: PodStatus) -> Result<(), SyncError> {

@@ -10,7 +10,8 @@ use containerd_client::services::v1::container::Runtime as ContainerRuntimeInfo;
 use containerd_client::services::v1::snapshots::{PrepareSnapshotRequest, RemoveSnapshotRequest};
 use containerd_client::services::v1::{
     Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
-    DeleteTaskRequest, GetRequest, KillRequest, ListContainersRequest, StartRequest, WaitRequest,
+    DeleteProcessRequest, DeleteTaskRequest, ExecProcessRequest, GetContainerRequest, GetRequest,
+    KillRequest, ListContainersRequest, StartRequest, WaitRequest,
 };
 use containerd_client::tonic::Code;
 use containerd_client::types::v1::Status as TaskStatus;
@@ -23,6 +24,7 @@ use super::logs::{FifoPair, LogError};
 /// containerd's runc shim.
 pub const RUNC_RUNTIME: &str = "io.containerd.runc.v2";
 const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 
 /// Errors of a container operation.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,21 @@ pub enum ContainerError {
     /// The log FIFOs could not be set up.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// The container's stored OCI spec is missing or not JSON.
+    #[error("container {id} has no readable OCI spec")]
+    BadSpec {
+        /// The container ID.
+        id: String,
+    },
+}
+
+/// How a command run in a container (`exec`) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecOutcome {
+    /// It exited with this code.
+    Exited(i32),
+    /// It ran past its timeout and was killed.
+    TimedOut,
 }
 
 /// Everything needed to create one container.
@@ -268,6 +285,110 @@ pub async fn stop(
         Ok(Ok(exit)) => Ok(Some(exit)),
         Ok(Err(error)) => Err(error),
         Err(_) => Ok(None),
+    }
+}
+
+/// Runs `args` in the running task of container `id` (with the
+/// container's environment, user and working dir), waits up to `timeout`
+/// for it to exit, and removes the process. Output is discarded.
+pub async fn exec(
+    connection: &Connection,
+    id: &str,
+    exec_id: &str,
+    args: &[String],
+    timeout: Duration,
+) -> Result<ExecOutcome, ContainerError> {
+    let record = connection
+        .containers()
+        .get(connection.request(GetContainerRequest { id: id.to_string() }))
+        .await
+        .map_err(RpcError::call("containers.Get"))?
+        .into_inner()
+        .container;
+    let bad_spec = || ContainerError::BadSpec { id: id.to_string() };
+    let spec: Value = record
+        .and_then(|c| c.spec)
+        .and_then(|any| serde_json::from_slice(&any.value).ok())
+        .ok_or_else(bad_spec)?;
+    let mut process = spec.get("process").cloned().ok_or_else(bad_spec)?;
+    process["args"] = Value::from(args.to_vec());
+    process["terminal"] = Value::Bool(false);
+    let request = ExecProcessRequest {
+        container_id: id.to_string(),
+        stdin: String::new(),
+        stdout: String::new(),
+        stderr: String::new(),
+        terminal: false,
+        spec: Some(prost_types::Any {
+            type_url: PROCESS_TYPE_URL.to_string(),
+            value: process.to_string().into_bytes(),
+        }),
+        exec_id: exec_id.to_string(),
+    };
+    connection
+        .tasks()
+        .exec(connection.request(request))
+        .await
+        .map_err(RpcError::call("tasks.Exec"))?;
+    let outcome = run_exec(connection, id, exec_id, timeout).await;
+    let delete = DeleteProcessRequest {
+        container_id: id.to_string(),
+        exec_id: exec_id.to_string(),
+    };
+    match connection
+        .tasks()
+        .delete_process(connection.request(delete))
+        .await
+    {
+        Ok(_) => {}
+        Err(status) if status.code() == Code::NotFound => {}
+        Err(status) => {
+            tracing::debug!(id, exec_id, error = %status, "cannot delete an exec process");
+        }
+    }
+    outcome
+}
+
+async fn run_exec(
+    connection: &Connection,
+    id: &str,
+    exec_id: &str,
+    timeout: Duration,
+) -> Result<ExecOutcome, ContainerError> {
+    connection
+        .tasks()
+        .start(connection.request(StartRequest {
+            container_id: id.to_string(),
+            exec_id: exec_id.to_string(),
+        }))
+        .await
+        .map_err(RpcError::call("tasks.Start"))?;
+    let mut tasks = connection.tasks();
+    let wait = tasks.wait(connection.request(WaitRequest {
+        container_id: id.to_string(),
+        exec_id: exec_id.to_string(),
+    }));
+    match tokio::time::timeout(timeout, wait).await {
+        Ok(Ok(response)) => Ok(ExecOutcome::Exited(
+            i32::try_from(response.into_inner().exit_status).unwrap_or(i32::MAX),
+        )),
+        Ok(Err(status)) => Err(RpcError::call("tasks.Wait")(status).into()),
+        Err(_) => {
+            let kill = KillRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                signal: Signal::SIGKILL as u32,
+                all: false,
+            };
+            let _ = connection.tasks().kill(connection.request(kill)).await;
+            let mut tasks = connection.tasks();
+            let wait = tasks.wait(connection.request(WaitRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            }));
+            let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
+            Ok(ExecOutcome::TimedOut)
+        }
     }
 }
 

@@ -29,7 +29,7 @@ use super::images::{ImageError, ImageStore, ResolvedImage};
 use super::labels;
 use super::logs::FifoPair;
 use super::pod_runtime::{
-    ContainerExit, PodRuntime, RuntimeContainer, RuntimePod, StartedSandboxPod,
+    ContainerExit, ExecOutcome, PodRuntime, RuntimeContainer, RuntimePod, StartedSandboxPod,
 };
 use super::spec::{CgroupVersion, SpecBuilder};
 use super::status::{restart_count, status_from, waiting, LastExit};
@@ -52,6 +52,14 @@ pub enum ContainerdRuntimeError {
     /// The pod spec has no container of that name.
     #[error("pod {pod} has no container {container}")]
     UnknownContainer {
+        /// The pod's name.
+        pod: String,
+        /// The container's name.
+        container: String,
+    },
+    /// The container has no running instance (exec needs one).
+    #[error("container {container} of pod {pod} is not running")]
+    NotRunning {
         /// The pod's name.
         pod: String,
         /// The container's name.
@@ -614,6 +622,33 @@ impl PodRuntime for ContainerdRuntime {
             namespace: pod.metadata.namespace.as_deref().unwrap_or("default"),
         };
         self.log_file(&pod_ref, container, restart_count)
+    }
+
+    async fn exec_sync(
+        &self,
+        pod: &Pod,
+        container: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutcome, Self::Error> {
+        self.exec_inner(pod, container, command, timeout).await
+    }
+
+    async fn kill_container(
+        &self,
+        pod: &Pod,
+        container: &str,
+        grace: Duration,
+    ) -> Result<(), Self::Error> {
+        let span = info_span!(
+            "container_kill",
+            pod = pod.metadata.name.as_deref().unwrap_or_default(),
+            namespace = pod.metadata.namespace.as_deref().unwrap_or_default(),
+            container,
+        );
+        self.kill_inner(pod, container, grace)
+            .instrument(span)
+            .await
     }
 }
 
