@@ -4,6 +4,7 @@
 //! (task, container and snapshot).
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use containerd_client::services::v1::container::Runtime as ContainerRuntimeInfo;
@@ -16,7 +17,10 @@ use containerd_client::services::v1::{
 use containerd_client::tonic::Code;
 use containerd_client::types::v1::Status as TaskStatus;
 use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
 use serde_json::Value;
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
 
 use super::connection::{Connection, Lease, RpcError, SNAPSHOTTER};
 use super::logs::{FifoPair, LogError};
@@ -44,12 +48,74 @@ pub enum ContainerError {
 }
 
 /// How a command run in a container (`exec`) ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecOutcome {
-    /// It exited with this code.
-    Exited(i32),
+    /// It exited.
+    Exited {
+        /// Its exit code.
+        code: i32,
+        /// Its stdout and stderr, combined (at most [`MAX_EXEC_OUTPUT`]).
+        output: String,
+    },
     /// It ran past its timeout and was killed.
     TimedOut,
+}
+
+/// How much of an exec's output is kept (Kubernetes keeps 10 KiB).
+pub const MAX_EXEC_OUTPUT: usize = 10 * 1024;
+
+/// A FIFO receiving an exec's stdout and stderr; removed on drop.
+struct OutputFifo {
+    path: PathBuf,
+    receiver: Option<pipe::Receiver>,
+    writer: Option<pipe::Sender>,
+}
+
+impl OutputFifo {
+    fn create(dir: &Path, exec_id: &str) -> Result<Self, LogError> {
+        let path = dir.join(format!("{exec_id}-output"));
+        let io = |source: std::io::Error| LogError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        match nix::unistd::mkfifo(path.as_path(), Mode::from_bits_truncate(0o600)) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(errno) => return Err(io(errno.into())),
+        }
+        let receiver = pipe::OpenOptions::new().open_receiver(&path).map_err(io)?;
+        // Held until the process started, so no read sees EOF before the
+        // shim opened its end.
+        let writer = pipe::OpenOptions::new().open_sender(&path).map_err(io)?;
+        Ok(Self {
+            path,
+            receiver: Some(receiver),
+            writer: Some(writer),
+        })
+    }
+
+    /// Reads up to [`MAX_EXEC_OUTPUT`] bytes until EOF, in the background.
+    fn spawn_reader(&mut self) -> Option<tokio::task::JoinHandle<String>> {
+        let mut receiver = self.receiver.take()?;
+        Some(tokio::spawn(async move {
+            let mut out = Vec::new();
+            let mut buf = [0_u8; 4096];
+            while let Ok(n) = receiver.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let room = MAX_EXEC_OUTPUT.saturating_sub(out.len());
+                out.extend_from_slice(&buf[..n.min(room)]);
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        }))
+    }
+}
+
+impl Drop for OutputFifo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Everything needed to create one container.
@@ -290,13 +356,15 @@ pub async fn stop(
 
 /// Runs `args` in the running task of container `id` (with the
 /// container's environment, user and working dir), waits up to `timeout`
-/// for it to exit, and removes the process. Output is discarded.
+/// for it to exit, and removes the process. Its output goes through a FIFO
+/// under `io_dir`.
 pub async fn exec(
     connection: &Connection,
     id: &str,
     exec_id: &str,
     args: &[String],
     timeout: Duration,
+    io_dir: &Path,
 ) -> Result<ExecOutcome, ContainerError> {
     let record = connection
         .containers()
@@ -313,11 +381,13 @@ pub async fn exec(
     let mut process = spec.get("process").cloned().ok_or_else(bad_spec)?;
     process["args"] = Value::from(args.to_vec());
     process["terminal"] = Value::Bool(false);
+    let mut fifo = OutputFifo::create(io_dir, exec_id)?;
+    let output_path = fifo.path.display().to_string();
     let request = ExecProcessRequest {
         container_id: id.to_string(),
         stdin: String::new(),
-        stdout: String::new(),
-        stderr: String::new(),
+        stdout: output_path.clone(),
+        stderr: output_path,
         terminal: false,
         spec: Some(prost_types::Any {
             type_url: PROCESS_TYPE_URL.to_string(),
@@ -330,7 +400,24 @@ pub async fn exec(
         .exec(connection.request(request))
         .await
         .map_err(RpcError::call("tasks.Exec"))?;
-    let outcome = run_exec(connection, id, exec_id, timeout).await;
+    let reader = fifo.spawn_reader();
+    let outcome = run_exec(connection, id, exec_id, timeout, &mut fifo).await;
+    let outcome = match (outcome, reader) {
+        (Ok(ExecOutcome::Exited { code, .. }), Some(reader)) => {
+            let output = tokio::time::timeout(Duration::from_secs(1), reader)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            Ok(ExecOutcome::Exited { code, output })
+        }
+        (outcome, reader) => {
+            if let Some(reader) = reader {
+                reader.abort();
+            }
+            outcome
+        }
+    };
     let delete = DeleteProcessRequest {
         container_id: id.to_string(),
         exec_id: exec_id.to_string(),
@@ -354,6 +441,7 @@ async fn run_exec(
     id: &str,
     exec_id: &str,
     timeout: Duration,
+    fifo: &mut OutputFifo,
 ) -> Result<ExecOutcome, ContainerError> {
     connection
         .tasks()
@@ -363,15 +451,17 @@ async fn run_exec(
         }))
         .await
         .map_err(RpcError::call("tasks.Start"))?;
+    fifo.writer = None;
     let mut tasks = connection.tasks();
     let wait = tasks.wait(connection.request(WaitRequest {
         container_id: id.to_string(),
         exec_id: exec_id.to_string(),
     }));
     match tokio::time::timeout(timeout, wait).await {
-        Ok(Ok(response)) => Ok(ExecOutcome::Exited(
-            i32::try_from(response.into_inner().exit_status).unwrap_or(i32::MAX),
-        )),
+        Ok(Ok(response)) => Ok(ExecOutcome::Exited {
+            code: i32::try_from(response.into_inner().exit_status).unwrap_or(i32::MAX),
+            output: String::new(),
+        }),
         Ok(Err(status)) => Err(RpcError::call("tasks.Wait")(status).into()),
         Err(_) => {
             let kill = KillRequest {

@@ -155,9 +155,15 @@ pub async fn exec(runner: &dyn Exec, command: &[String], timeout: Duration) -> P
     // The runtime enforces the timeout; this bound covers a stuck runtime.
     let bound = timeout + Duration::from_secs(5);
     match tokio::time::timeout(bound, runner.exec(command, timeout)).await {
-        Ok(Ok(ExecOutcome::Exited(0))) => ProbeResult::Success,
-        Ok(Ok(ExecOutcome::Exited(code))) => {
-            ProbeResult::Failure(format!("command {command:?} exited with {code}"))
+        Ok(Ok(ExecOutcome::Exited { code: 0, .. })) => ProbeResult::Success,
+        // Kubernetes shows the command's output as the failure message.
+        Ok(Ok(ExecOutcome::Exited { code, output })) => {
+            let output = output.trim_end();
+            ProbeResult::Failure(if output.is_empty() {
+                format!("command {command:?} exited with {code}")
+            } else {
+                output.to_string()
+            })
         }
         Ok(Ok(ExecOutcome::TimedOut)) | Err(_) => ProbeResult::Failure(format!(
             "command {command:?} timed out after {}s",
@@ -307,12 +313,20 @@ mod tests {
     async fn an_exec_probe_passes_on_exit_0_only() {
         let cmd = vec!["cat".to_string(), "/tmp/healthy".to_string()];
         let t = Duration::from_secs(1);
-        assert!(exec(&Fixed(Ok(ExecOutcome::Exited(0))), &cmd, t)
-            .await
-            .is_success());
+        let exited = |code: i32, output: &str| {
+            Fixed(Ok(ExecOutcome::Exited {
+                code,
+                output: output.to_string(),
+            }))
+        };
+        assert!(exec(&exited(0, "ok\n"), &cmd, t).await.is_success());
         assert_eq!(
-            exec(&Fixed(Ok(ExecOutcome::Exited(1))), &cmd, t).await,
+            exec(&exited(1, ""), &cmd, t).await,
             ProbeResult::Failure("command [\"cat\", \"/tmp/healthy\"] exited with 1".to_string())
+        );
+        assert_eq!(
+            exec(&exited(1, "cat: can't open '/tmp/healthy'\n"), &cmd, t).await,
+            ProbeResult::Failure("cat: can't open '/tmp/healthy'".to_string())
         );
         assert!(
             matches!(exec(&Fixed(Ok(ExecOutcome::TimedOut)), &cmd, t).await,

@@ -30,7 +30,10 @@ impl Exec for Switch {
             "start" => self.started.load(Ordering::SeqCst),
             _ => self.ready.load(Ordering::SeqCst),
         };
-        Ok(ExecOutcome::Exited(if ok { 0 } else { 1 }))
+        Ok(ExecOutcome::Exited {
+            code: if ok { 0 } else { 1 },
+            output: String::new(),
+        })
     }
 }
 

@@ -65,7 +65,7 @@ impl ContainerdRuntime {
                 pod_uid: pod_ref.uid.to_string(),
             })
             .await?;
-        let etc = self.write_pod_files(&pod_ref, &network).await?;
+        let etc = self.write_pod_files(pod, &pod_ref, &network).await?;
         let lease = self
             .connection
             .create_lease("container", POD_LEASE_EXPIRY)
@@ -111,7 +111,8 @@ impl ContainerdRuntime {
     ) -> Result<ExecOutcome, ContainerdRuntimeError> {
         let id = self.running_instance(pod, name).await?;
         let exec_id = format!("probe-{}", EXEC_SEQUENCE.fetch_add(1, Ordering::Relaxed));
-        Ok(containers::exec(&self.connection, &id, &exec_id, command, timeout).await?)
+        let io_dir = self.pod_dir(pod_ref(pod)?.uid).join("io");
+        Ok(containers::exec(&self.connection, &id, &exec_id, command, timeout, &io_dir).await?)
     }
 
     /// Stops the running instance of container `name`; it stays, exited.
