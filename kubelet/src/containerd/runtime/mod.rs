@@ -1,7 +1,7 @@
 //! [`ContainerdRuntime`]: whole pods on containerd.
 //!
 //! Starting a pod: network sandbox (netns + CNI, giving the pod IP) →
-//! `/etc/hosts` and `/etc/resolv.conf` for the pod → for each container:
+//! `/etc/hosts` and `/etc/resolv.conf` for the pod (see [`dns`]) → for each container:
 //! image present per `imagePullPolicy` → spec → container + snapshot →
 //! task with CRI log FIFOs → start. Every containerd object carries the pod
 //! UID and container name as labels, so `start_pod` after an agent restart
@@ -35,6 +35,7 @@ use super::spec::{CgroupVersion, SpecBuilder};
 use super::status::{restart_count, status_from, waiting, LastExit};
 use crate::cni::{short_uid, CniError, PodNetwork, PodNetworkStatus, SandboxRef};
 
+pub mod dns;
 mod instances;
 
 const POD_LEASE_EXPIRY: Duration = Duration::from_secs(600);
@@ -96,8 +97,14 @@ pub struct ContainerdRuntimeConfig {
     pub cgroup_parent: String,
     /// The machine's cgroup hierarchy.
     pub cgroup_version: CgroupVersion,
-    /// The resolv.conf given to pods (dnsPolicy Default for now).
+    /// The host's resolv.conf (kubelet `--resolv-conf`), the base of
+    /// `dnsPolicy: Default` and of `ClusterFirst`'s extra searches.
     pub resolv_conf: PathBuf,
+    /// The cluster DNS server (kubelet `--cluster-dns`); `None` makes
+    /// `ClusterFirst` pods use the host's resolv.conf.
+    pub cluster_dns: Option<String>,
+    /// The cluster domain (kubelet `--cluster-domain`).
+    pub cluster_domain: String,
 }
 
 impl ContainerdRuntimeConfig {
@@ -108,6 +115,8 @@ impl ContainerdRuntimeConfig {
             cgroup_parent: "/skiff".to_string(),
             cgroup_version: CgroupVersion::detect(),
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            cluster_dns: None,
+            cluster_domain: "cluster.local".to_string(),
         }
     }
 }
@@ -210,6 +219,7 @@ impl ContainerdRuntime {
 
     async fn write_pod_files(
         &self,
+        spec_pod: &Pod,
         pod: &PodRef<'_>,
         network: &PodNetworkStatus,
     ) -> Result<(PathBuf, PathBuf), ContainerdRuntimeError> {
@@ -228,10 +238,16 @@ impl ContainerdRuntime {
             .await
             .map_err(io(&hosts))?;
         let resolv = dir.join("resolv.conf");
-        let source = tokio::fs::read(&self.config.resolv_conf)
+        let host = tokio::fs::read_to_string(&self.config.resolv_conf)
             .await
             .unwrap_or_default();
-        tokio::fs::write(&resolv, source)
+        let cluster = dns::ClusterDns {
+            server: self.config.cluster_dns.clone(),
+            domain: self.config.cluster_domain.clone(),
+        };
+        let content =
+            dns::pod_resolv_conf(spec_pod, &dns::ResolvConf::parse(&host), &cluster).render();
+        tokio::fs::write(&resolv, content)
             .await
             .map_err(io(&resolv))?;
         Ok((hosts, resolv))
@@ -391,7 +407,7 @@ impl ContainerdRuntime {
             pod_uid: pod_ref.uid.to_string(),
         };
         let network = self.network.setup(&sandbox).await?;
-        let etc = self.write_pod_files(&pod_ref, &network).await?;
+        let etc = self.write_pod_files(pod, &pod_ref, &network).await?;
         let lease = self
             .connection
             .create_lease("pod", POD_LEASE_EXPIRY)
