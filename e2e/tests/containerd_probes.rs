@@ -1,7 +1,8 @@
 //! Container probes on real nodes: `skiff up --runtime containerd` runs
 //! busybox pods whose readiness, liveness and startup probes (httpGet,
 //! tcpSocket, exec through containerd's Tasks Exec API) decide `ready`,
-//! restarts and the pod's Ready condition, as in Kubernetes.
+//! restarts and the pod's Ready condition, as in Kubernetes; and whose
+//! init containers run in order to completion before the app containers.
 //!
 //! These tests run as root and FAIL (not skip) when a component is
 //! missing. Network use: only pod IPs on the bridge skiff creates. A guard
@@ -570,5 +571,163 @@ spec:
     eprintln!("ready {:?} after running", since_running.elapsed());
     assert_eq!(status(&ready).and_then(|s| s.started), Some(true));
     assert_eq!(restarts(&ready), 0, "liveness ran before startup passed");
+    Ok(())
+}
+
+fn init_statuses(pod: &Pod) -> Vec<ContainerStatus> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.init_container_statuses.clone())
+        .unwrap_or_default()
+}
+
+fn terminated(
+    status: &ContainerStatus,
+) -> Option<&k8s_openapi::api::core::v1::ContainerStateTerminated> {
+    status.state.as_ref()?.terminated.as_ref()
+}
+
+fn waiting_reason(status: &ContainerStatus) -> Option<&str> {
+    status.state.as_ref()?.waiting.as_ref()?.reason.as_deref()
+}
+
+#[test]
+fn init_containers_run_in_order_to_completion_before_the_app_starts() -> Result<()> {
+    let env = Env::start()?;
+    env.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: staged
+spec:
+  terminationGracePeriodSeconds: 2
+  initContainers:
+  - name: first
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "sleep 3"]
+  - name: second
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "sleep 1"]
+  containers:
+  - name: main
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "exec sleep 3600"]
+"#
+    ))?;
+    let initializing = wait_for(
+        "staged initializing with its first init container running",
+        Duration::from_secs(60),
+        || {
+            let pod = env.pod("staged")?;
+            let inits = init_statuses(&pod);
+            let first_running = inits
+                .first()
+                .and_then(|s| s.state.as_ref())
+                .is_some_and(|s| s.running.is_some());
+            Ok(first_running.then_some(pod))
+        },
+    )?;
+    assert_eq!(phase(&initializing), "Pending");
+    assert_eq!(
+        condition(&initializing, "Initialized").as_deref(),
+        Some("False")
+    );
+    let inits = init_statuses(&initializing);
+    assert_eq!(inits.len(), 2);
+    assert_eq!(waiting_reason(&inits[1]), Some("PodInitializing"));
+    let app = status(&initializing).context("app status")?;
+    assert_eq!(waiting_reason(app), Some("PodInitializing"));
+
+    let running = wait_for("staged Running and Ready", Duration::from_secs(60), || {
+        let pod = env.pod("staged")?;
+        Ok(
+            (phase(&pod) == "Running" && condition(&pod, "Ready").as_deref() == Some("True"))
+                .then_some(pod),
+        )
+    })?;
+    assert_eq!(condition(&running, "Initialized").as_deref(), Some("True"));
+    let inits = init_statuses(&running);
+    let first = terminated(&inits[0]).context("first terminated")?;
+    let second = terminated(&inits[1]).context("second terminated")?;
+    for (status, t) in [(&inits[0], first), (&inits[1], second)] {
+        assert_eq!(t.exit_code, 0, "{status:?}");
+        assert_eq!(t.reason.as_deref(), Some("Completed"));
+        assert!(status.ready, "a completed init container is ready");
+        assert_eq!(status.restart_count, 0);
+    }
+    // Strictly one after the other: second started after first finished.
+    assert!(
+        second.started_at >= first.finished_at,
+        "{first:?} / {second:?}"
+    );
+    let main_started = status(&running)
+        .and_then(|s| s.state.as_ref()?.running.as_ref()?.started_at.clone())
+        .context("main running")?;
+    assert!(second
+        .finished_at
+        .as_ref()
+        .is_some_and(|f| *f <= main_started));
+    Ok(())
+}
+
+#[test]
+fn a_failing_init_container_fails_a_never_pod_and_is_retried_under_on_failure() -> Result<()> {
+    let env = Env::start()?;
+    for (name, policy, code) in [("never", "Never", 2), ("retry", "OnFailure", 1)] {
+        env.apply(&format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  restartPolicy: {policy}
+  terminationGracePeriodSeconds: 2
+  initContainers:
+  - name: setup
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "exit {code}"]
+  containers:
+  - name: main
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "exec sleep 3600"]
+"#
+        ))?;
+    }
+    let failed = wait_for("the Never pod Failed", Duration::from_secs(60), || {
+        let pod = env.pod("never")?;
+        Ok((phase(&pod) == "Failed").then_some(pod))
+    })?;
+    let setup = init_statuses(&failed);
+    assert_eq!(
+        setup.first().and_then(terminated).map(|t| t.exit_code),
+        Some(2)
+    );
+    assert_eq!(
+        status(&failed).and_then(waiting_reason),
+        Some("PodInitializing"),
+        "the app container ran"
+    );
+    assert_eq!(condition(&failed, "Initialized").as_deref(), Some("False"));
+
+    let retried = wait_for(
+        "the OnFailure pod's init container restarted",
+        Duration::from_secs(60),
+        || {
+            let pod = env.pod("retry")?;
+            let restarts = init_statuses(&pod).first().map_or(0, |s| s.restart_count);
+            Ok((restarts >= 1).then_some(pod))
+        },
+    )?;
+    assert_eq!(phase(&retried), "Pending");
+    assert_eq!(condition(&retried, "Initialized").as_deref(), Some("False"));
+    assert_eq!(
+        status(&retried).and_then(waiting_reason),
+        Some("PodInitializing")
+    );
     Ok(())
 }

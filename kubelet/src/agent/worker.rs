@@ -4,7 +4,8 @@
 //! Each sync (on a pod update, a container exit, or a timer):
 //! 1. a finished pod (Succeeded/Failed) only makes sure nothing of it runs;
 //! 2. the sandbox and containers are started (or re-adopted, after an agent
-//!    restart) until every container has an instance — a missing image
+//!    restart) — init containers first, one at a time, each to completion
+//!    (`Initialized`) — until every container has an instance — a missing image
 //!    leaves it waiting `ErrImageNeverPull`/`ErrImagePull`, retried every
 //!    [`IMAGE_RETRY`];
 //! 3. containers whose liveness or startup probe failed are killed
@@ -37,8 +38,8 @@ use super::backoff::{go_duration, BackoffConfig, CrashBackoff};
 use super::events::{EventType, PodEvents};
 use super::probe::{EventSink, Exec, ExecFactory, ProbeKind, ProbeManager, Unhealthy};
 use super::status::{
-    crash_loop_back_off, is_terminal, pod_status, terminated_code, waiting_reason, RestartPolicy,
-    StatusInput,
+    crash_loop_back_off, init_completed, is_terminal, pod_status, terminated_code, waiting_reason,
+    RestartPolicy, StatusInput,
 };
 use crate::containerd::pod_runtime::{ExecOutcome, PodRuntime};
 
@@ -99,6 +100,31 @@ pub(crate) struct Worker<R: PodRuntime> {
     reported_running: bool,
     probes: ProbeManager,
     events: Option<PodEvents>,
+    /// Every init container completed, as the last `start_pod` saw.
+    initialized: bool,
+}
+
+/// App or init containers (they restart differently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    App,
+    Init,
+}
+
+/// `status`, now waiting with `reason`.
+fn waiting_status(status: &ContainerStatus, reason: &str) -> ContainerStatus {
+    ContainerStatus {
+        state: Some(k8s_openapi::api::core::v1::ContainerState {
+            waiting: Some(k8s_openapi::api::core::v1::ContainerStateWaiting {
+                reason: Some(reason.to_string()),
+                message: None,
+            }),
+            ..Default::default()
+        }),
+        ready: false,
+        started: Some(false),
+        ..status.clone()
+    }
 }
 
 /// Runs exec probes in one container through the runtime.
@@ -205,6 +231,7 @@ impl<R: PodRuntime> Worker<R> {
             reported_running: false,
             probes,
             events,
+            initialized: false,
         }
     }
 
@@ -275,17 +302,20 @@ impl<R: PodRuntime> Worker<R> {
             }
             return Ok(None);
         }
-        if self.pod_ip.is_none() || !self.not_created.is_empty() {
+        if self.pod_ip.is_none() || !self.not_created.is_empty() || !self.initialized {
             let started = self.runtime.start_pod(pod).await.map_err(runtime_error)?;
             self.pod_ip = started.pod_ip.or(self.pod_ip.take());
+            self.initialized = started.init_containers.iter().all(init_completed);
             self.not_created = started
                 .containers
                 .into_iter()
+                .chain(started.init_containers)
                 .filter(|c| waiting_reason(c).is_some_and(|r| NOT_CREATED.contains(&r)))
                 .map(|c| (c.name.clone(), c))
                 .collect();
         }
         let mut statuses = self.runtime.pod_status(pod).await.map_err(runtime_error)?;
+        let mut init_statuses = self.runtime.init_status(pod).await.map_err(runtime_error)?;
         self.probes.sync(pod, &statuses, self.pod_ip.as_deref());
         let unhealthy = self.probes.unhealthy();
         if !unhealthy.is_empty() {
@@ -294,40 +324,20 @@ impl<R: PodRuntime> Worker<R> {
             self.probes.sync(pod, &statuses, self.pod_ip.as_deref());
         }
         let mut wake = (!self.not_created.is_empty()).then_some(IMAGE_RETRY);
-        let policy = RestartPolicy::of(pod);
-        let now = Instant::now();
-        for status in statuses.iter_mut() {
-            if let Some(reason) = self.not_created.get(&status.name) {
+        if self.initialized {
+            self.restart_exited(pod, &mut statuses, Kind::App, &mut wake)
+                .await?;
+        } else {
+            for status in statuses.iter_mut() {
                 if waiting_reason(status) == Some("ContainerCreating") {
-                    *status = reason.clone();
-                }
-                continue;
-            }
-            let Some(code) = terminated_code(status) else {
-                continue;
-            };
-            if !policy.restarts(code) {
-                continue;
-            }
-            let id = status.container_id.clone().unwrap_or_default();
-            let exited_at = *self.exits_seen.entry(id.clone()).or_insert(now);
-            match self.backoff.remaining(&status.name, exited_at, now) {
-                Some(left) => {
-                    let delay = go_duration(self.backoff.current(&status.name));
-                    *status = crash_loop_back_off(status, &delay, pod);
-                    wake = min_wake(wake, left);
-                }
-                None => {
-                    self.backoff.restarted(&status.name, exited_at);
-                    self.exits_seen.remove(&id);
-                    *status = self
-                        .runtime
-                        .restart_container(pod, &status.name)
-                        .await
-                        .map_err(runtime_error)?;
-                    info!(container = %status.name, restart_count = status.restart_count, "container restarted");
+                    *status = waiting_status(status, "PodInitializing");
                 }
             }
+        }
+        self.restart_exited(pod, &mut init_statuses, Kind::Init, &mut wake)
+            .await?;
+        for status in init_statuses.iter_mut() {
+            status.ready = init_completed(status);
         }
         self.probes.sync(pod, &statuses, self.pod_ip.as_deref());
         self.probes.apply(&mut statuses);
@@ -338,6 +348,7 @@ impl<R: PodRuntime> Worker<R> {
         let status = pod_status(StatusInput {
             pod: &base,
             containers: statuses,
+            init_containers: init_statuses,
             pod_ip: self.pod_ip.as_deref(),
             host_ip: &self.node.host_ip,
             now: crate::time::now(),
@@ -361,6 +372,61 @@ impl<R: PodRuntime> Worker<R> {
             return Ok(None);
         }
         Ok(wake)
+    }
+
+    /// Shows containers not created as `not_created` says, and restarts
+    /// exited ones per the restart policy through CrashLoopBackOff. Init
+    /// containers restart only after a failure.
+    async fn restart_exited(
+        &mut self,
+        pod: &Pod,
+        statuses: &mut [ContainerStatus],
+        kind: Kind,
+        wake: &mut Option<Duration>,
+    ) -> Result<(), SyncError> {
+        let policy = RestartPolicy::of(pod);
+        let now = Instant::now();
+        for status in statuses.iter_mut() {
+            if let Some(reason) = self.not_created.get(&status.name) {
+                if matches!(
+                    waiting_reason(status),
+                    Some("ContainerCreating" | "PodInitializing")
+                ) {
+                    *status = reason.clone();
+                }
+                continue;
+            }
+            let Some(code) = terminated_code(status) else {
+                continue;
+            };
+            let restarts = match kind {
+                Kind::App => policy.restarts(code),
+                Kind::Init => code != 0 && policy != RestartPolicy::Never,
+            };
+            if !restarts {
+                continue;
+            }
+            let id = status.container_id.clone().unwrap_or_default();
+            let exited_at = *self.exits_seen.entry(id.clone()).or_insert(now);
+            match self.backoff.remaining(&status.name, exited_at, now) {
+                Some(left) => {
+                    let delay = go_duration(self.backoff.current(&status.name));
+                    *status = crash_loop_back_off(status, &delay, pod);
+                    *wake = min_wake(*wake, left);
+                }
+                None => {
+                    self.backoff.restarted(&status.name, exited_at);
+                    self.exits_seen.remove(&id);
+                    *status = self
+                        .runtime
+                        .restart_container(pod, &status.name)
+                        .await
+                        .map_err(runtime_error)?;
+                    info!(container = %status.name, restart_count = status.restart_count, "container restarted");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Kills containers whose liveness or startup probe failed; the

@@ -79,7 +79,9 @@ pub trait PodRuntime: Send + Sync + 'static {
     /// `containerd://1.6.20`, for `nodeInfo.containerRuntimeVersion`.
     fn version(&self) -> &str;
     /// Sets up the sandbox and starts every container (or re-adopts those
-    /// already running).
+    /// already running). Init containers run first, one per call: the app
+    /// containers start on the call that finds every init container
+    /// exited with 0.
     async fn start_pod(&self, pod: &Pod) -> Result<StartedSandboxPod, Self::Error>;
     /// Replaces the latest instance of `container` (stopped first if it
     /// still runs) by a new one with a restart count one higher, whose
@@ -91,6 +93,9 @@ pub trait PodRuntime: Send + Sync + 'static {
     ) -> Result<ContainerStatus, Self::Error>;
     /// The containers' current statuses, in spec order.
     async fn pod_status(&self, pod: &Pod) -> Result<Vec<ContainerStatus>, Self::Error>;
+    /// The init containers' current statuses, in spec order (those not
+    /// created yet wait `PodInitializing`).
+    async fn init_status(&self, pod: &Pod) -> Result<Vec<ContainerStatus>, Self::Error>;
     /// Stops every container (SIGTERM, SIGKILL after `grace`), removes
     /// them and the sandbox; returns the final statuses.
     async fn stop_pod(

@@ -36,7 +36,11 @@ impl ContainerdRuntime {
         let container = pod
             .spec
             .iter()
-            .flat_map(|s| s.containers.iter())
+            .flat_map(|s| {
+                s.containers
+                    .iter()
+                    .chain(s.init_containers.iter().flatten())
+            })
             .find(|c| c.name == name)
             .ok_or_else(|| ContainerdRuntimeError::UnknownContainer {
                 pod: pod_ref.name.to_string(),
