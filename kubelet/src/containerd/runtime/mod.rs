@@ -36,6 +36,7 @@ use super::status::{restart_count, status_from, waiting, LastExit};
 use crate::cni::{short_uid, CniError, PodNetwork, PodNetworkStatus, SandboxRef};
 
 pub mod dns;
+mod init;
 mod instances;
 
 const POD_LEASE_EXPIRY: Duration = Duration::from_secs(600);
@@ -478,47 +479,6 @@ impl ContainerdRuntime {
         })
     }
 
-    /// Runs the init containers one at a time: each call re-adopts those
-    /// already created and starts the first one not created yet, unless an
-    /// earlier one still runs or failed. Returns their statuses (those not
-    /// reached wait `PodInitializing`) and whether all completed with 0.
-    async fn start_init_containers(
-        &self,
-        pod_ref: &PodRef<'_>,
-        spec: &k8s_openapi::api::core::v1::PodSpec,
-        existing: &HashMap<String, ContainerdContainer>,
-        sandbox: &Sandbox,
-    ) -> Result<(Vec<ContainerStatus>, bool), ContainerdRuntimeError> {
-        let inits = spec.init_containers.as_deref().unwrap_or_default();
-        let mut statuses = Vec::with_capacity(inits.len());
-        let mut blocked = false;
-        for container in inits {
-            if blocked {
-                statuses.push(waiting(container, "PodInitializing", String::new()));
-                continue;
-            }
-            let status = match existing.get(&container.name) {
-                Some(record) => {
-                    let state = containers::state(&self.connection, &record.id).await?;
-                    if matches!(state, TaskState::Running { .. }) {
-                        self.adopt(pod_ref, container, record).await;
-                    }
-                    status_from(container, record, state)
-                }
-                None => {
-                    self.start_container(pod_ref, container, sandbox, 0, None)
-                        .await?
-                }
-            };
-            blocked = !matches!(
-                status.state.as_ref().and_then(|s| s.terminated.as_ref()),
-                Some(t) if t.exit_code == 0
-            );
-            statuses.push(status);
-        }
-        Ok((statuses, !blocked))
-    }
-
     async fn stop_pod_inner(
         &self,
         pod: &Pod,
@@ -633,27 +593,7 @@ impl PodRuntime for ContainerdRuntime {
     }
 
     async fn init_status(&self, pod: &Pod) -> Result<Vec<ContainerStatus>, Self::Error> {
-        let pod_ref = pod_ref(pod)?;
-        let inits = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.init_containers.as_deref())
-            .unwrap_or_default();
-        if inits.is_empty() {
-            return Ok(Vec::new());
-        }
-        let existing = self.pod_containers(pod_ref.uid).await?;
-        let mut statuses = Vec::new();
-        for container in inits {
-            match existing.get(&container.name) {
-                Some(record) => {
-                    let state = containers::state(&self.connection, &record.id).await?;
-                    statuses.push(status_from(container, record, state));
-                }
-                None => statuses.push(waiting(container, "PodInitializing", String::new())),
-            }
-        }
-        Ok(statuses)
+        self.init_status_inner(pod).await
     }
 
     async fn stop_pod(
