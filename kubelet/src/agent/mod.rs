@@ -14,10 +14,12 @@
 
 pub mod backoff;
 pub mod cleanup;
+mod events;
 mod images;
 pub mod node;
 mod pods;
 mod preflight;
+pub mod probe;
 pub mod status;
 mod worker;
 
@@ -75,6 +77,11 @@ pub struct AgentConfig {
     pub image_rescan_interval: Duration,
     /// CrashLoopBackOff timing.
     pub crash_loop_backoff: BackoffConfig,
+    /// The cluster DNS server written into `ClusterFirst` pods'
+    /// resolv.conf (kubelet `--cluster-dns`); `None` gives them the host's.
+    pub cluster_dns: Option<String>,
+    /// The cluster domain (kubelet `--cluster-domain`, `cluster.local`).
+    pub cluster_domain: String,
 }
 
 impl AgentConfig {
@@ -100,6 +107,8 @@ impl AgentConfig {
             node_status_update_frequency: Duration::from_secs(60),
             image_rescan_interval: Duration::from_secs(2),
             crash_loop_backoff: BackoffConfig::default(),
+            cluster_dns: None,
+            cluster_domain: "cluster.local".to_string(),
         }
     }
 
@@ -223,7 +232,11 @@ impl Agent {
                 connection,
                 store,
                 network,
-                ContainerdRuntimeConfig::new(&config.data_dir),
+                ContainerdRuntimeConfig {
+                    cluster_dns: config.cluster_dns.clone(),
+                    cluster_domain: config.cluster_domain.clone(),
+                    ..ContainerdRuntimeConfig::new(&config.data_dir)
+                },
             )
             .await?,
         );

@@ -1,5 +1,5 @@
 //! A pod's status from its containers' statuses, with Kubernetes'
-//! semantics: the phase (kubelet `getPhase`), the conditions
+//! semantics: the phase (kubelet `getPhase`, init containers included), the conditions
 //! (PodReadyToStartContainers, Initialized, Ready, ContainersReady,
 //! PodScheduled) with stable transition times, IPs, start time and QoS
 //! class. Pure functions: the worker feeds them and writes the result.
@@ -121,6 +121,38 @@ pub fn phase(policy: RestartPolicy, statuses: &[ContainerStatus]) -> &'static st
     }
 }
 
+/// Whether an init container completed (exited with 0).
+pub fn init_completed(status: &ContainerStatus) -> bool {
+    terminated_code(status) == Some(0)
+}
+
+/// Whether an init container failed for good or for now: it exited
+/// non-zero, or waits for a restart after a non-zero exit.
+fn init_failed(status: &ContainerStatus) -> bool {
+    if let Some(code) = terminated_code(status) {
+        return code != 0;
+    }
+    let waiting = status.state.as_ref().is_some_and(|s| s.waiting.is_some());
+    waiting
+        && status
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .is_some_and(|t| t.exit_code != 0)
+}
+
+/// The phase of a pod whose init containers have not all completed:
+/// Failed when one failed and the policy is Never, else Pending.
+pub fn init_phase(policy: RestartPolicy, inits: &[ContainerStatus]) -> Option<&'static str> {
+    if inits.iter().all(init_completed) {
+        return None;
+    }
+    if policy == RestartPolicy::Never && inits.iter().any(init_failed) {
+        return Some("Failed");
+    }
+    Some("Pending")
+}
+
 /// Whether a phase is final: the pod's containers never run again.
 pub fn is_terminal(phase: &str) -> bool {
     matches!(phase, "Succeeded" | "Failed")
@@ -164,6 +196,8 @@ pub struct StatusInput<'a> {
     pub pod: &'a Pod,
     /// The containers' statuses, in spec order.
     pub containers: Vec<ContainerStatus>,
+    /// The init containers' statuses, in spec order.
+    pub init_containers: Vec<ContainerStatus>,
     /// The pod IP, once the sandbox is up.
     pub pod_ip: Option<&'a str>,
     /// The node's IP.
@@ -177,8 +211,16 @@ pub fn pod_status(input: StatusInput<'_>) -> PodStatus {
     let pod = input.pod;
     let old = pod.status.clone().unwrap_or_default();
     let policy = RestartPolicy::of(pod);
-    let phase = phase(policy, &input.containers);
+    let init_phase = init_phase(policy, &input.init_containers);
+    let initialized = init_phase.is_none();
+    let phase = init_phase.unwrap_or_else(|| phase(policy, &input.containers));
     let terminal = is_terminal(phase);
+    let uninitialized: Vec<&str> = input
+        .init_containers
+        .iter()
+        .filter(|c| !init_completed(c))
+        .map(|c| c.name.as_str())
+        .collect();
     let not_ready: Vec<&str> = input
         .containers
         .iter()
@@ -220,12 +262,24 @@ pub fn pod_status(input: StatusInput<'_>) -> PodStatus {
     let sandbox_ready = input.pod_ip.is_some() && !terminal;
     let mut conditions = vec![
         condition("PodReadyToStartContainers", sandbox_ready, None, None),
-        condition(
-            "Initialized",
-            true,
-            terminal.then_some("PodCompleted"),
-            None,
-        ),
+        if initialized {
+            condition(
+                "Initialized",
+                true,
+                terminal.then_some("PodCompleted"),
+                None,
+            )
+        } else {
+            condition(
+                "Initialized",
+                false,
+                Some("ContainersNotInitialized"),
+                Some(format!(
+                    "containers with incomplete status: [{}]",
+                    uninitialized.join(" ")
+                )),
+            )
+        },
         condition("Ready", ready, reason, message.clone()),
         condition("ContainersReady", ready, reason, message),
     ];
@@ -252,6 +306,8 @@ pub fn pod_status(input: StatusInput<'_>) -> PodStatus {
             .clone()
             .or_else(|| Some(qos_class(pod).to_string())),
         container_statuses: Some(input.containers),
+        init_container_statuses: (!input.init_containers.is_empty())
+            .then_some(input.init_containers),
         ..Default::default()
     }
 }
@@ -404,6 +460,7 @@ mod tests {
         let status = pod_status(StatusInput {
             pod: &p,
             containers: vec![running("a", true)],
+            init_containers: Vec::new(),
             pod_ip: Some("10.244.0.5"),
             host_ip: "127.0.0.1",
             now: at(200),
@@ -436,6 +493,7 @@ mod tests {
         let status = pod_status(StatusInput {
             pod: &pod("Always"),
             containers: vec![running("a", true), running("b", false)],
+            init_containers: Vec::new(),
             pod_ip: Some("10.244.0.5"),
             host_ip: "127.0.0.1",
             now: at(200),
@@ -455,6 +513,7 @@ mod tests {
         let first = pod_status(StatusInput {
             pod: &p,
             containers: vec![running("a", true)],
+            init_containers: Vec::new(),
             pod_ip: Some("10.244.0.5"),
             host_ip: "127.0.0.1",
             now: at(100),
@@ -463,6 +522,7 @@ mod tests {
         let same = pod_status(StatusInput {
             pod: &p,
             containers: vec![running("a", true)],
+            init_containers: Vec::new(),
             pod_ip: Some("10.244.0.5"),
             host_ip: "127.0.0.1",
             now: at(300),
@@ -472,6 +532,7 @@ mod tests {
         let flipped = pod_status(StatusInput {
             pod: &p,
             containers: vec![running("a", false)],
+            init_containers: Vec::new(),
             pod_ip: Some("10.244.0.5"),
             host_ip: "127.0.0.1",
             now: at(400),
@@ -484,6 +545,7 @@ mod tests {
         let status = pod_status(StatusInput {
             pod: &pod("Never"),
             containers: vec![exited("a", 0)],
+            init_containers: Vec::new(),
             pod_ip: Some("10.244.0.5"),
             host_ip: "127.0.0.1",
             now: at(100),
@@ -493,6 +555,55 @@ mod tests {
             cond(&status, "Ready").reason.as_deref(),
             Some("PodCompleted")
         );
+    }
+
+    #[test]
+    fn a_pod_with_init_containers_is_pending_and_not_initialized_until_they_all_complete() {
+        let p = pod("Always");
+        let status = pod_status(StatusInput {
+            pod: &p,
+            containers: vec![creating("app")],
+            init_containers: vec![exited("one", 0), running("two", false)],
+            pod_ip: Some("10.244.0.5"),
+            host_ip: "127.0.0.1",
+            now: at(100),
+        });
+        assert_eq!(status.phase.as_deref(), Some("Pending"));
+        let initialized = cond(&status, "Initialized");
+        assert_eq!(initialized.status, "False");
+        assert_eq!(
+            initialized.reason.as_deref(),
+            Some("ContainersNotInitialized")
+        );
+        assert_eq!(
+            initialized.message.as_deref(),
+            Some("containers with incomplete status: [two]")
+        );
+        assert_eq!(cond(&status, "Ready").status, "False");
+        assert_eq!(status.init_container_statuses.map(|s| s.len()), Some(2));
+        let done = pod_status(StatusInput {
+            pod: &p,
+            containers: vec![running("app", true)],
+            init_containers: vec![exited("one", 0), exited("two", 0)],
+            pod_ip: Some("10.244.0.5"),
+            host_ip: "127.0.0.1",
+            now: at(200),
+        });
+        assert_eq!(done.phase.as_deref(), Some("Running"));
+        assert_eq!(cond(&done, "Initialized").status, "True");
+        assert_eq!(cond(&done, "Ready").status, "True");
+    }
+
+    #[test]
+    fn a_failed_init_container_fails_the_pod_only_with_restart_policy_never() {
+        let inits = [exited("one", 1)];
+        assert_eq!(init_phase(RestartPolicy::Never, &inits), Some("Failed"));
+        assert_eq!(
+            init_phase(RestartPolicy::OnFailure, &inits),
+            Some("Pending")
+        );
+        assert_eq!(init_phase(RestartPolicy::Always, &[exited("one", 0)]), None);
+        assert_eq!(init_phase(RestartPolicy::Never, &[]), None);
     }
 
     #[test]

@@ -4,14 +4,19 @@
 //! Each sync (on a pod update, a container exit, or a timer):
 //! 1. a finished pod (Succeeded/Failed) only makes sure nothing of it runs;
 //! 2. the sandbox and containers are started (or re-adopted, after an agent
-//!    restart) until every container has an instance — a missing image
+//!    restart) — init containers first, one at a time, each to completion
+//!    (`Initialized`) — until every container has an instance — a missing image
 //!    leaves it waiting `ErrImageNeverPull`/`ErrImagePull`, retried every
 //!    [`IMAGE_RETRY`];
-//! 3. exited containers are restarted per the restart policy, through
-//!    CrashLoopBackOff ([`CrashBackoff`]);
-//! 4. the status is computed ([`super::status`]) and written through
+//! 3. containers whose liveness or startup probe failed are killed
+//!    (`Killing` event) and, like exited containers, restarted per the
+//!    restart policy, through CrashLoopBackOff ([`CrashBackoff`]);
+//! 4. probe results ([`super::probe`]) set each container's `ready` and
+//!    `started`; the probe tasks wake the worker when a result flips, so a
+//!    readiness change is written within a probe period;
+//! 5. the status is computed ([`super::status`]) and written through
 //!    `pods/status` when it changed;
-//! 5. a pod that just finished has its sandbox torn down.
+//! 6. a pod that just finished has its sandbox torn down.
 //!
 //! A pod with a `deletionTimestamp` is stopped with its grace period, then
 //! deleted through the API (`gracePeriodSeconds=0`, UID precondition). A pod
@@ -21,6 +26,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::json;
@@ -29,11 +35,13 @@ use tokio::time::Instant;
 use tracing::{info, info_span, warn, Instrument};
 
 use super::backoff::{go_duration, BackoffConfig, CrashBackoff};
+use super::events::{EventType, PodEvents};
+use super::probe::{EventSink, Exec, ExecFactory, ProbeKind, ProbeManager, Unhealthy};
 use super::status::{
-    crash_loop_back_off, is_terminal, pod_status, terminated_code, waiting_reason, RestartPolicy,
-    StatusInput,
+    crash_loop_back_off, init_completed, is_terminal, pod_status, terminated_code, waiting_reason,
+    RestartPolicy, StatusInput,
 };
-use crate::containerd::pod_runtime::PodRuntime;
+use crate::containerd::pod_runtime::{ExecOutcome, PodRuntime};
 
 /// How often a container waiting for its image tries again.
 pub(crate) const IMAGE_RETRY: Duration = Duration::from_secs(2);
@@ -90,6 +98,70 @@ pub(crate) struct Worker<R: PodRuntime> {
     finished: bool,
     created: Instant,
     reported_running: bool,
+    probes: ProbeManager,
+    events: Option<PodEvents>,
+    /// Every init container completed, as the last `start_pod` saw.
+    initialized: bool,
+}
+
+/// App or init containers (they restart differently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    App,
+    Init,
+}
+
+/// `status`, now waiting with `reason`.
+fn waiting_status(status: &ContainerStatus, reason: &str) -> ContainerStatus {
+    ContainerStatus {
+        state: Some(k8s_openapi::api::core::v1::ContainerState {
+            waiting: Some(k8s_openapi::api::core::v1::ContainerStateWaiting {
+                reason: Some(reason.to_string()),
+                message: None,
+            }),
+            ..Default::default()
+        }),
+        ready: false,
+        started: Some(false),
+        ..status.clone()
+    }
+}
+
+/// Runs exec probes in one container through the runtime.
+struct RuntimeExec<R: PodRuntime> {
+    runtime: Arc<R>,
+    pod: Pod,
+    container: String,
+}
+
+#[async_trait]
+impl<R: PodRuntime> Exec for RuntimeExec<R> {
+    async fn exec(&self, command: &[String], timeout: Duration) -> Result<ExecOutcome, String> {
+        self.runtime
+            .exec_sync(&self.pod, &self.container, command, timeout)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The grace period of a container killed by a failed probe: the probe's
+/// own `terminationGracePeriodSeconds`, else the pod's.
+fn probe_kill_grace(pod: &Pod, failed: &Unhealthy) -> Duration {
+    let container = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .find(|c| c.name == failed.container);
+    let probe = container.and_then(|c| match failed.kind {
+        ProbeKind::Liveness => c.liveness_probe.as_ref(),
+        ProbeKind::Startup => c.startup_probe.as_ref(),
+        ProbeKind::Readiness => None,
+    });
+    let seconds = probe
+        .and_then(|p| p.termination_grace_period_seconds)
+        .or_else(|| pod.spec.as_ref()?.termination_grace_period_seconds)
+        .unwrap_or(DEFAULT_GRACE);
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
 }
 
 /// The grace period of a pod being deleted.
@@ -115,6 +187,34 @@ impl<R: PodRuntime> Worker<R> {
         wake: Arc<Notify>,
     ) -> Self {
         let backoff = CrashBackoff::new(node.backoff);
+        let events = pod_rx
+            .borrow()
+            .as_ref()
+            .map(|pod| PodEvents::new(api.clone().into_client(), &node.name, pod));
+        let exec: ExecFactory = {
+            let runtime = runtime.clone();
+            Arc::new(move |pod: &Pod, container: &str| {
+                Arc::new(RuntimeExec {
+                    runtime: runtime.clone(),
+                    pod: pod.clone(),
+                    container: container.to_string(),
+                }) as Arc<dyn Exec>
+            })
+        };
+        let sink: EventSink = {
+            let events = events.clone();
+            Arc::new(move |event: super::probe::ProbeEvent| {
+                if let Some(events) = &events {
+                    events.publish(
+                        &event.container,
+                        EventType::Warning,
+                        "Unhealthy",
+                        format!("{} probe failed: {}", event.kind.name(), event.message),
+                    );
+                }
+            })
+        };
+        let probes = ProbeManager::new(exec, wake.clone(), sink);
         Self {
             runtime,
             api,
@@ -129,6 +229,9 @@ impl<R: PodRuntime> Worker<R> {
             finished: false,
             created: Instant::now(),
             reported_running: false,
+            probes,
+            events,
+            initialized: false,
         }
     }
 
@@ -199,53 +302,45 @@ impl<R: PodRuntime> Worker<R> {
             }
             return Ok(None);
         }
-        if self.pod_ip.is_none() || !self.not_created.is_empty() {
+        if self.pod_ip.is_none() || !self.not_created.is_empty() || !self.initialized {
             let started = self.runtime.start_pod(pod).await.map_err(runtime_error)?;
             self.pod_ip = started.pod_ip.or(self.pod_ip.take());
+            self.initialized = started.init_containers.iter().all(init_completed);
             self.not_created = started
                 .containers
                 .into_iter()
+                .chain(started.init_containers)
                 .filter(|c| waiting_reason(c).is_some_and(|r| NOT_CREATED.contains(&r)))
                 .map(|c| (c.name.clone(), c))
                 .collect();
         }
         let mut statuses = self.runtime.pod_status(pod).await.map_err(runtime_error)?;
+        let mut init_statuses = self.runtime.init_status(pod).await.map_err(runtime_error)?;
+        self.probes.sync(pod, &statuses, self.pod_ip.as_deref());
+        let unhealthy = self.probes.unhealthy();
+        if !unhealthy.is_empty() {
+            self.kill_unhealthy(pod, &unhealthy).await?;
+            statuses = self.runtime.pod_status(pod).await.map_err(runtime_error)?;
+            self.probes.sync(pod, &statuses, self.pod_ip.as_deref());
+        }
         let mut wake = (!self.not_created.is_empty()).then_some(IMAGE_RETRY);
-        let policy = RestartPolicy::of(pod);
-        let now = Instant::now();
-        for status in statuses.iter_mut() {
-            if let Some(reason) = self.not_created.get(&status.name) {
+        if self.initialized {
+            self.restart_exited(pod, &mut statuses, Kind::App, &mut wake)
+                .await?;
+        } else {
+            for status in statuses.iter_mut() {
                 if waiting_reason(status) == Some("ContainerCreating") {
-                    *status = reason.clone();
-                }
-                continue;
-            }
-            let Some(code) = terminated_code(status) else {
-                continue;
-            };
-            if !policy.restarts(code) {
-                continue;
-            }
-            let id = status.container_id.clone().unwrap_or_default();
-            let exited_at = *self.exits_seen.entry(id.clone()).or_insert(now);
-            match self.backoff.remaining(&status.name, exited_at, now) {
-                Some(left) => {
-                    let delay = go_duration(self.backoff.current(&status.name));
-                    *status = crash_loop_back_off(status, &delay, pod);
-                    wake = min_wake(wake, left);
-                }
-                None => {
-                    self.backoff.restarted(&status.name, exited_at);
-                    self.exits_seen.remove(&id);
-                    *status = self
-                        .runtime
-                        .restart_container(pod, &status.name)
-                        .await
-                        .map_err(runtime_error)?;
-                    info!(container = %status.name, restart_count = status.restart_count, "container restarted");
+                    *status = waiting_status(status, "PodInitializing");
                 }
             }
         }
+        self.restart_exited(pod, &mut init_statuses, Kind::Init, &mut wake)
+            .await?;
+        for status in init_statuses.iter_mut() {
+            status.ready = init_completed(status);
+        }
+        self.probes.sync(pod, &statuses, self.pod_ip.as_deref());
+        self.probes.apply(&mut statuses);
         let mut base = pod.clone();
         if let Some(written) = &self.last_written {
             base.status = Some(written.clone());
@@ -253,6 +348,7 @@ impl<R: PodRuntime> Worker<R> {
         let status = pod_status(StatusInput {
             pod: &base,
             containers: statuses,
+            init_containers: init_statuses,
             pod_ip: self.pod_ip.as_deref(),
             host_ip: &self.node.host_ip,
             now: crate::time::now(),
@@ -267,6 +363,7 @@ impl<R: PodRuntime> Worker<R> {
             );
         }
         if is_terminal(&phase) {
+            self.probes.clear();
             self.runtime
                 .stop_pod(pod, Duration::ZERO)
                 .await
@@ -275,6 +372,91 @@ impl<R: PodRuntime> Worker<R> {
             return Ok(None);
         }
         Ok(wake)
+    }
+
+    /// Shows containers not created as `not_created` says, and restarts
+    /// exited ones per the restart policy through CrashLoopBackOff. Init
+    /// containers restart only after a failure.
+    async fn restart_exited(
+        &mut self,
+        pod: &Pod,
+        statuses: &mut [ContainerStatus],
+        kind: Kind,
+        wake: &mut Option<Duration>,
+    ) -> Result<(), SyncError> {
+        let policy = RestartPolicy::of(pod);
+        let now = Instant::now();
+        for status in statuses.iter_mut() {
+            if let Some(reason) = self.not_created.get(&status.name) {
+                if matches!(
+                    waiting_reason(status),
+                    Some("ContainerCreating" | "PodInitializing")
+                ) {
+                    *status = reason.clone();
+                }
+                continue;
+            }
+            let Some(code) = terminated_code(status) else {
+                continue;
+            };
+            let restarts = match kind {
+                Kind::App => policy.restarts(code),
+                Kind::Init => code != 0 && policy != RestartPolicy::Never,
+            };
+            if !restarts {
+                continue;
+            }
+            let id = status.container_id.clone().unwrap_or_default();
+            let exited_at = *self.exits_seen.entry(id.clone()).or_insert(now);
+            match self.backoff.remaining(&status.name, exited_at, now) {
+                Some(left) => {
+                    let delay = go_duration(self.backoff.current(&status.name));
+                    *status = crash_loop_back_off(status, &delay, pod);
+                    *wake = min_wake(*wake, left);
+                }
+                None => {
+                    self.backoff.restarted(&status.name, exited_at);
+                    self.exits_seen.remove(&id);
+                    *status = self
+                        .runtime
+                        .restart_container(pod, &status.name)
+                        .await
+                        .map_err(runtime_error)?;
+                    info!(container = %status.name, restart_count = status.restart_count, "container restarted");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills containers whose liveness or startup probe failed; the
+    /// restart policy then handles them like any exit.
+    async fn kill_unhealthy(
+        &mut self,
+        pod: &Pod,
+        unhealthy: &[Unhealthy],
+    ) -> Result<(), SyncError> {
+        let restarts = RestartPolicy::of(pod) != RestartPolicy::Never;
+        for failed in unhealthy {
+            let probe = match failed.kind {
+                ProbeKind::Startup => "startup",
+                _ => "liveness",
+            };
+            let mut message = format!("Container {} failed {probe} probe", failed.container);
+            if restarts {
+                message.push_str(", will be restarted");
+            }
+            info!(container = %failed.container, probe, reason = %failed.message, "killing an unhealthy container");
+            if let Some(events) = &self.events {
+                events.publish(&failed.container, EventType::Normal, "Killing", message);
+            }
+            let grace = probe_kill_grace(pod, failed);
+            self.runtime
+                .kill_container(pod, &failed.container, grace)
+                .await
+                .map_err(runtime_error)?;
+        }
+        Ok(())
     }
 
     async fn write(&mut self, pod: &Pod, status: PodStatus) -> Result<(), SyncError> {

@@ -4,18 +4,23 @@
 //! (task, container and snapshot).
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use containerd_client::services::v1::container::Runtime as ContainerRuntimeInfo;
 use containerd_client::services::v1::snapshots::{PrepareSnapshotRequest, RemoveSnapshotRequest};
 use containerd_client::services::v1::{
     Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest,
-    DeleteTaskRequest, GetRequest, KillRequest, ListContainersRequest, StartRequest, WaitRequest,
+    DeleteProcessRequest, DeleteTaskRequest, ExecProcessRequest, GetContainerRequest, GetRequest,
+    KillRequest, ListContainersRequest, StartRequest, WaitRequest,
 };
 use containerd_client::tonic::Code;
 use containerd_client::types::v1::Status as TaskStatus;
 use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
 use serde_json::Value;
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
 
 use super::connection::{Connection, Lease, RpcError, SNAPSHOTTER};
 use super::logs::{FifoPair, LogError};
@@ -23,6 +28,7 @@ use super::logs::{FifoPair, LogError};
 /// containerd's runc shim.
 pub const RUNC_RUNTIME: &str = "io.containerd.runc.v2";
 const SPEC_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 
 /// Errors of a container operation.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +39,83 @@ pub enum ContainerError {
     /// The log FIFOs could not be set up.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// The container's stored OCI spec is missing or not JSON.
+    #[error("container {id} has no readable OCI spec")]
+    BadSpec {
+        /// The container ID.
+        id: String,
+    },
+}
+
+/// How a command run in a container (`exec`) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecOutcome {
+    /// It exited.
+    Exited {
+        /// Its exit code.
+        code: i32,
+        /// Its stdout and stderr, combined (at most [`MAX_EXEC_OUTPUT`]).
+        output: String,
+    },
+    /// It ran past its timeout and was killed.
+    TimedOut,
+}
+
+/// How much of an exec's output is kept (Kubernetes keeps 10 KiB).
+pub const MAX_EXEC_OUTPUT: usize = 10 * 1024;
+
+/// A FIFO receiving an exec's stdout and stderr; removed on drop.
+struct OutputFifo {
+    path: PathBuf,
+    receiver: Option<pipe::Receiver>,
+    writer: Option<pipe::Sender>,
+}
+
+impl OutputFifo {
+    fn create(dir: &Path, exec_id: &str) -> Result<Self, LogError> {
+        let path = dir.join(format!("{exec_id}-output"));
+        let io = |source: std::io::Error| LogError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        match nix::unistd::mkfifo(path.as_path(), Mode::from_bits_truncate(0o600)) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(errno) => return Err(io(errno.into())),
+        }
+        let receiver = pipe::OpenOptions::new().open_receiver(&path).map_err(io)?;
+        // Held until the process started, so no read sees EOF before the
+        // shim opened its end.
+        let writer = pipe::OpenOptions::new().open_sender(&path).map_err(io)?;
+        Ok(Self {
+            path,
+            receiver: Some(receiver),
+            writer: Some(writer),
+        })
+    }
+
+    /// Reads up to [`MAX_EXEC_OUTPUT`] bytes until EOF, in the background.
+    fn spawn_reader(&mut self) -> Option<tokio::task::JoinHandle<String>> {
+        let mut receiver = self.receiver.take()?;
+        Some(tokio::spawn(async move {
+            let mut out = Vec::new();
+            let mut buf = [0_u8; 4096];
+            while let Ok(n) = receiver.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let room = MAX_EXEC_OUTPUT.saturating_sub(out.len());
+                out.extend_from_slice(&buf[..n.min(room)]);
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        }))
+    }
+}
+
+impl Drop for OutputFifo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Everything needed to create one container.
@@ -268,6 +351,134 @@ pub async fn stop(
         Ok(Ok(exit)) => Ok(Some(exit)),
         Ok(Err(error)) => Err(error),
         Err(_) => Ok(None),
+    }
+}
+
+/// Runs `args` in the running task of container `id` (with the
+/// container's environment, user and working dir), waits up to `timeout`
+/// for it to exit, and removes the process. Its output goes through a FIFO
+/// under `io_dir`.
+pub async fn exec(
+    connection: &Connection,
+    id: &str,
+    exec_id: &str,
+    args: &[String],
+    timeout: Duration,
+    io_dir: &Path,
+) -> Result<ExecOutcome, ContainerError> {
+    let record = connection
+        .containers()
+        .get(connection.request(GetContainerRequest { id: id.to_string() }))
+        .await
+        .map_err(RpcError::call("containers.Get"))?
+        .into_inner()
+        .container;
+    let bad_spec = || ContainerError::BadSpec { id: id.to_string() };
+    let spec: Value = record
+        .and_then(|c| c.spec)
+        .and_then(|any| serde_json::from_slice(&any.value).ok())
+        .ok_or_else(bad_spec)?;
+    let mut process = spec.get("process").cloned().ok_or_else(bad_spec)?;
+    process["args"] = Value::from(args.to_vec());
+    process["terminal"] = Value::Bool(false);
+    let mut fifo = OutputFifo::create(io_dir, exec_id)?;
+    let output_path = fifo.path.display().to_string();
+    let request = ExecProcessRequest {
+        container_id: id.to_string(),
+        stdin: String::new(),
+        stdout: output_path.clone(),
+        stderr: output_path,
+        terminal: false,
+        spec: Some(prost_types::Any {
+            type_url: PROCESS_TYPE_URL.to_string(),
+            value: process.to_string().into_bytes(),
+        }),
+        exec_id: exec_id.to_string(),
+    };
+    connection
+        .tasks()
+        .exec(connection.request(request))
+        .await
+        .map_err(RpcError::call("tasks.Exec"))?;
+    let reader = fifo.spawn_reader();
+    let outcome = run_exec(connection, id, exec_id, timeout, &mut fifo).await;
+    let outcome = match (outcome, reader) {
+        (Ok(ExecOutcome::Exited { code, .. }), Some(reader)) => {
+            let output = tokio::time::timeout(Duration::from_secs(1), reader)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            Ok(ExecOutcome::Exited { code, output })
+        }
+        (outcome, reader) => {
+            if let Some(reader) = reader {
+                reader.abort();
+            }
+            outcome
+        }
+    };
+    let delete = DeleteProcessRequest {
+        container_id: id.to_string(),
+        exec_id: exec_id.to_string(),
+    };
+    match connection
+        .tasks()
+        .delete_process(connection.request(delete))
+        .await
+    {
+        Ok(_) => {}
+        Err(status) if status.code() == Code::NotFound => {}
+        Err(status) => {
+            tracing::debug!(id, exec_id, error = %status, "cannot delete an exec process");
+        }
+    }
+    outcome
+}
+
+async fn run_exec(
+    connection: &Connection,
+    id: &str,
+    exec_id: &str,
+    timeout: Duration,
+    fifo: &mut OutputFifo,
+) -> Result<ExecOutcome, ContainerError> {
+    connection
+        .tasks()
+        .start(connection.request(StartRequest {
+            container_id: id.to_string(),
+            exec_id: exec_id.to_string(),
+        }))
+        .await
+        .map_err(RpcError::call("tasks.Start"))?;
+    fifo.writer = None;
+    let mut tasks = connection.tasks();
+    let wait = tasks.wait(connection.request(WaitRequest {
+        container_id: id.to_string(),
+        exec_id: exec_id.to_string(),
+    }));
+    match tokio::time::timeout(timeout, wait).await {
+        Ok(Ok(response)) => Ok(ExecOutcome::Exited {
+            code: i32::try_from(response.into_inner().exit_status).unwrap_or(i32::MAX),
+            output: String::new(),
+        }),
+        Ok(Err(status)) => Err(RpcError::call("tasks.Wait")(status).into()),
+        Err(_) => {
+            let kill = KillRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                signal: Signal::SIGKILL as u32,
+                all: false,
+            };
+            let _ = connection.tasks().kill(connection.request(kill)).await;
+            let mut tasks = connection.tasks();
+            let wait = tasks.wait(connection.request(WaitRequest {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+            }));
+            let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
+            Ok(ExecOutcome::TimedOut)
+        }
     }
 }
 

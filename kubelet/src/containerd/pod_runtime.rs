@@ -11,7 +11,10 @@
 //! - `stop_pod` takes the grace period (`terminationGracePeriodSeconds`);
 //! - `list_pods` finds what runs on the node, to clean up pods deleted
 //!   while the agent was down;
-//! - `log_path` says where `kubectl logs` reads a container's log.
+//! - `log_path` says where `kubectl logs` reads a container's log;
+//! - `exec_sync` runs a command in a container (exec probes) and
+//!   `kill_container` stops one instance (failed liveness probes), leaving
+//!   it exited for the restart policy.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,6 +22,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use tokio::sync::broadcast;
+
+pub use super::containers::ExecOutcome;
 
 /// What starting (or re-adopting) a pod gave.
 #[derive(Debug, Clone, Default)]
@@ -74,7 +79,9 @@ pub trait PodRuntime: Send + Sync + 'static {
     /// `containerd://1.6.20`, for `nodeInfo.containerRuntimeVersion`.
     fn version(&self) -> &str;
     /// Sets up the sandbox and starts every container (or re-adopts those
-    /// already running).
+    /// already running). Init containers run first, one per call: the app
+    /// containers start on the call that finds every init container
+    /// exited with 0.
     async fn start_pod(&self, pod: &Pod) -> Result<StartedSandboxPod, Self::Error>;
     /// Replaces the latest instance of `container` (stopped first if it
     /// still runs) by a new one with a restart count one higher, whose
@@ -86,6 +93,9 @@ pub trait PodRuntime: Send + Sync + 'static {
     ) -> Result<ContainerStatus, Self::Error>;
     /// The containers' current statuses, in spec order.
     async fn pod_status(&self, pod: &Pod) -> Result<Vec<ContainerStatus>, Self::Error>;
+    /// The init containers' current statuses, in spec order (those not
+    /// created yet wait `PodInitializing`).
+    async fn init_status(&self, pod: &Pod) -> Result<Vec<ContainerStatus>, Self::Error>;
     /// Stops every container (SIGTERM, SIGKILL after `grace`), removes
     /// them and the sandbox; returns the final statuses.
     async fn stop_pod(
@@ -100,4 +110,21 @@ pub trait PodRuntime: Send + Sync + 'static {
     fn exits(&self) -> broadcast::Receiver<ContainerExit>;
     /// The CRI-format log file of a container instance.
     fn log_path(&self, pod: &Pod, container: &str, restart_count: i32) -> PathBuf;
+    /// Runs `command` in the running instance of `container` and waits up
+    /// to `timeout` for its exit code (the CRI's `ExecSync`).
+    async fn exec_sync(
+        &self,
+        pod: &Pod,
+        container: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutcome, Self::Error>;
+    /// Stops the running instance of `container` (SIGTERM, SIGKILL after
+    /// `grace`) and leaves it exited, for the restart policy to handle.
+    async fn kill_container(
+        &self,
+        pod: &Pod,
+        container: &str,
+        grace: Duration,
+    ) -> Result<(), Self::Error>;
 }

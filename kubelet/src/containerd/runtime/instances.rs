@@ -2,6 +2,7 @@
 //! instance whose labels remember how the previous one ended), and the
 //! log copiers and exit watchers attached to each running instance.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use containerd_client::services::v1::Container as ContainerdContainer;
@@ -12,12 +13,15 @@ use tracing::{info, warn};
 use super::super::containers;
 use super::super::labels;
 use super::super::logs::FifoPair;
-use super::super::pod_runtime::ContainerExit;
+use super::super::pod_runtime::{ContainerExit, ExecOutcome};
 use super::super::status::{restart_count, LastExit};
 use super::{
     pod_ref, ContainerdRuntime, ContainerdRuntimeError, PodRef, Sandbox, POD_LEASE_EXPIRY,
 };
 use crate::cni::SandboxRef;
+
+/// Makes exec process IDs unique within the agent.
+static EXEC_SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 impl ContainerdRuntime {
     /// Replaces the latest instance of container `name` (stopping it if it
@@ -32,7 +36,11 @@ impl ContainerdRuntime {
         let container = pod
             .spec
             .iter()
-            .flat_map(|s| s.containers.iter())
+            .flat_map(|s| {
+                s.containers
+                    .iter()
+                    .chain(s.init_containers.iter().flatten())
+            })
             .find(|c| c.name == name)
             .ok_or_else(|| ContainerdRuntimeError::UnknownContainer {
                 pod: pod_ref.name.to_string(),
@@ -61,7 +69,7 @@ impl ContainerdRuntime {
                 pod_uid: pod_ref.uid.to_string(),
             })
             .await?;
-        let etc = self.write_pod_files(&pod_ref, &network).await?;
+        let etc = self.write_pod_files(pod, &pod_ref, &network).await?;
         let lease = self
             .connection
             .create_lease("container", POD_LEASE_EXPIRY)
@@ -76,6 +84,56 @@ impl ContainerdRuntime {
             .await;
         self.connection.delete_lease(sandbox.lease).await?;
         status
+    }
+
+    /// The ID of the latest instance of container `name`, if it runs.
+    async fn running_instance(
+        &self,
+        pod: &Pod,
+        name: &str,
+    ) -> Result<String, ContainerdRuntimeError> {
+        let pod_ref = pod_ref(pod)?;
+        let not_running = || ContainerdRuntimeError::NotRunning {
+            pod: pod_ref.name.to_string(),
+            container: name.to_string(),
+        };
+        let existing = self.pod_containers(pod_ref.uid).await?;
+        let record = existing.get(name).ok_or_else(not_running)?;
+        match containers::state(&self.connection, &record.id).await? {
+            containers::TaskState::Running { .. } => Ok(record.id.clone()),
+            _ => Err(not_running()),
+        }
+    }
+
+    /// Runs `command` in the running instance of container `name`.
+    pub(super) async fn exec_inner(
+        &self,
+        pod: &Pod,
+        name: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutcome, ContainerdRuntimeError> {
+        let id = self.running_instance(pod, name).await?;
+        let exec_id = format!("probe-{}", EXEC_SEQUENCE.fetch_add(1, Ordering::Relaxed));
+        let io_dir = self.pod_dir(pod_ref(pod)?.uid).join("io");
+        Ok(containers::exec(&self.connection, &id, &exec_id, command, timeout, &io_dir).await?)
+    }
+
+    /// Stops the running instance of container `name`; it stays, exited.
+    pub(super) async fn kill_inner(
+        &self,
+        pod: &Pod,
+        name: &str,
+        grace: Duration,
+    ) -> Result<(), ContainerdRuntimeError> {
+        let id = match self.running_instance(pod, name).await {
+            Ok(id) => id,
+            Err(ContainerdRuntimeError::NotRunning { .. }) => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        let exit = containers::stop(&self.connection, &id, grace).await?;
+        info!(container = name, id = %id, exit = ?exit.map(|(code, _)| code), "container killed");
+        Ok(())
     }
 
     /// Stops copying a container instance's logs (after its exit).

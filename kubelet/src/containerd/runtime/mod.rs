@@ -1,7 +1,7 @@
 //! [`ContainerdRuntime`]: whole pods on containerd.
 //!
 //! Starting a pod: network sandbox (netns + CNI, giving the pod IP) →
-//! `/etc/hosts` and `/etc/resolv.conf` for the pod → for each container:
+//! `/etc/hosts` and `/etc/resolv.conf` for the pod (see [`dns`]) → for each container:
 //! image present per `imagePullPolicy` → spec → container + snapshot →
 //! task with CRI log FIFOs → start. Every containerd object carries the pod
 //! UID and container name as labels, so `start_pod` after an agent restart
@@ -29,12 +29,14 @@ use super::images::{ImageError, ImageStore, ResolvedImage};
 use super::labels;
 use super::logs::FifoPair;
 use super::pod_runtime::{
-    ContainerExit, PodRuntime, RuntimeContainer, RuntimePod, StartedSandboxPod,
+    ContainerExit, ExecOutcome, PodRuntime, RuntimeContainer, RuntimePod, StartedSandboxPod,
 };
 use super::spec::{CgroupVersion, SpecBuilder};
 use super::status::{restart_count, status_from, waiting, LastExit};
 use crate::cni::{short_uid, CniError, PodNetwork, PodNetworkStatus, SandboxRef};
 
+pub mod dns;
+mod init;
 mod instances;
 
 const POD_LEASE_EXPIRY: Duration = Duration::from_secs(600);
@@ -52,6 +54,14 @@ pub enum ContainerdRuntimeError {
     /// The pod spec has no container of that name.
     #[error("pod {pod} has no container {container}")]
     UnknownContainer {
+        /// The pod's name.
+        pod: String,
+        /// The container's name.
+        container: String,
+    },
+    /// The container has no running instance (exec needs one).
+    #[error("container {container} of pod {pod} is not running")]
+    NotRunning {
         /// The pod's name.
         pod: String,
         /// The container's name.
@@ -88,8 +98,14 @@ pub struct ContainerdRuntimeConfig {
     pub cgroup_parent: String,
     /// The machine's cgroup hierarchy.
     pub cgroup_version: CgroupVersion,
-    /// The resolv.conf given to pods (dnsPolicy Default for now).
+    /// The host's resolv.conf (kubelet `--resolv-conf`), the base of
+    /// `dnsPolicy: Default` and of `ClusterFirst`'s extra searches.
     pub resolv_conf: PathBuf,
+    /// The cluster DNS server (kubelet `--cluster-dns`); `None` makes
+    /// `ClusterFirst` pods use the host's resolv.conf.
+    pub cluster_dns: Option<String>,
+    /// The cluster domain (kubelet `--cluster-domain`).
+    pub cluster_domain: String,
 }
 
 impl ContainerdRuntimeConfig {
@@ -100,6 +116,8 @@ impl ContainerdRuntimeConfig {
             cgroup_parent: "/skiff".to_string(),
             cgroup_version: CgroupVersion::detect(),
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            cluster_dns: None,
+            cluster_domain: "cluster.local".to_string(),
         }
     }
 }
@@ -202,6 +220,7 @@ impl ContainerdRuntime {
 
     async fn write_pod_files(
         &self,
+        spec_pod: &Pod,
         pod: &PodRef<'_>,
         network: &PodNetworkStatus,
     ) -> Result<(PathBuf, PathBuf), ContainerdRuntimeError> {
@@ -220,10 +239,16 @@ impl ContainerdRuntime {
             .await
             .map_err(io(&hosts))?;
         let resolv = dir.join("resolv.conf");
-        let source = tokio::fs::read(&self.config.resolv_conf)
+        let host = tokio::fs::read_to_string(&self.config.resolv_conf)
             .await
             .unwrap_or_default();
-        tokio::fs::write(&resolv, source)
+        let cluster = dns::ClusterDns {
+            server: self.config.cluster_dns.clone(),
+            domain: self.config.cluster_domain.clone(),
+        };
+        let content =
+            dns::pod_resolv_conf(spec_pod, &dns::ResolvConf::parse(&host), &cluster).render();
+        tokio::fs::write(&resolv, content)
             .await
             .map_err(io(&resolv))?;
         Ok((hosts, resolv))
@@ -383,7 +408,7 @@ impl ContainerdRuntime {
             pod_uid: pod_ref.uid.to_string(),
         };
         let network = self.network.setup(&sandbox).await?;
-        let etc = self.write_pod_files(&pod_ref, &network).await?;
+        let etc = self.write_pod_files(pod, &pod_ref, &network).await?;
         let lease = self
             .connection
             .create_lease("pod", POD_LEASE_EXPIRY)
@@ -393,9 +418,29 @@ impl ContainerdRuntime {
             etc,
             lease,
         };
-        let mut statuses = Vec::with_capacity(spec.containers.len());
         let mut failure = None;
-        for container in &spec.containers {
+        let (init_containers, initialized) = match self
+            .start_init_containers(&pod_ref, spec, &existing, &sandbox)
+            .await
+        {
+            Ok(init) => init,
+            Err(error) => {
+                failure = Some(error);
+                (Vec::new(), false)
+            }
+        };
+        let mut statuses = Vec::with_capacity(spec.containers.len());
+        let app_containers = if initialized && failure.is_none() {
+            spec.containers.as_slice()
+        } else {
+            statuses.extend(
+                spec.containers
+                    .iter()
+                    .map(|c| waiting(c, "PodInitializing", String::new())),
+            );
+            &[]
+        };
+        for container in app_containers {
             if let Some(record) = existing.get(&container.name) {
                 match containers::state(&self.connection, &record.id).await {
                     Ok(state) => {
@@ -430,7 +475,7 @@ impl ContainerdRuntime {
         Ok(StartedSandboxPod {
             pod_ip: Some(pod_ip),
             containers: statuses,
-            init_containers: Vec::new(),
+            init_containers,
         })
     }
 
@@ -547,6 +592,10 @@ impl PodRuntime for ContainerdRuntime {
         Ok(statuses)
     }
 
+    async fn init_status(&self, pod: &Pod) -> Result<Vec<ContainerStatus>, Self::Error> {
+        self.init_status_inner(pod).await
+    }
+
     async fn stop_pod(
         &self,
         pod: &Pod,
@@ -614,6 +663,33 @@ impl PodRuntime for ContainerdRuntime {
             namespace: pod.metadata.namespace.as_deref().unwrap_or("default"),
         };
         self.log_file(&pod_ref, container, restart_count)
+    }
+
+    async fn exec_sync(
+        &self,
+        pod: &Pod,
+        container: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutcome, Self::Error> {
+        self.exec_inner(pod, container, command, timeout).await
+    }
+
+    async fn kill_container(
+        &self,
+        pod: &Pod,
+        container: &str,
+        grace: Duration,
+    ) -> Result<(), Self::Error> {
+        let span = info_span!(
+            "container_kill",
+            pod = pod.metadata.name.as_deref().unwrap_or_default(),
+            namespace = pod.metadata.namespace.as_deref().unwrap_or_default(),
+            container,
+        );
+        self.kill_inner(pod, container, grace)
+            .instrument(span)
+            .await
     }
 }
 

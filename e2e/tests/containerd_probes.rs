@@ -1,0 +1,733 @@
+//! Container probes on real nodes: `skiff up --runtime containerd` runs
+//! busybox pods whose readiness, liveness and startup probes (httpGet,
+//! tcpSocket, exec through containerd's Tasks Exec API) decide `ready`,
+//! restarts and the pod's Ready condition, as in Kubernetes; and whose
+//! init containers run in order to completion before the app containers.
+//!
+//! These tests run as root and FAIL (not skip) when a component is
+//! missing. Network use: only pod IPs on the bridge skiff creates. A guard
+//! kills `skiff up` and removes every container, netns, the bridge and the
+//! node's containerd, even when an assertion fails. Containerd tests of
+//! every worktree share bridge names: run them under
+//! `flock /tmp/skiff-containerd-e2e.lock ... -- --test-threads=1`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use e2e::{wait_for, Cluster, ClusterOptions};
+use k8s_openapi::api::core::v1::{ContainerStatus, Endpoints, Event, Pod};
+use kubelet::cni::{CniConfig, CniNetwork, PodNetwork, SandboxRef};
+use kubelet::containerd::test_image::{build_busybox_image, ArchiveFormat};
+use kubelet::containerd::{containers, labels, Connection};
+use kubelet::AgentConfig;
+
+const NODE: &str = "skiff-node";
+const IMAGE: &str = "skiff-busybox:e2e";
+
+/// One cluster at a time: every test's node uses the same bridge.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn require_components() {
+    let required: &[(&[&str], &str)] = &[
+        (&["/usr/bin/containerd"], "containerd"),
+        (&["/usr/sbin/runc", "/usr/bin/runc"], "runc"),
+        (
+            &["/usr/lib/cni/bridge", "/opt/cni/bin/bridge"],
+            "containernetworking-plugins",
+        ),
+        (&["/bin/busybox", "/usr/bin/busybox"], "busybox-static"),
+    ];
+    for (paths, package) in required {
+        assert!(
+            paths.iter().any(|p| Path::new(p).exists()),
+            "{paths:?} not found: install Debian's `{package}` package"
+        );
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        == Some("0");
+    assert!(root, "the containerd e2e tests need root");
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(future)
+}
+
+/// PIDs of processes whose command line contains `needle`.
+fn pids_with_cmdline(needle: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// A running one-node containerd cluster, cleaned up on drop.
+struct Env {
+    cluster: Option<Cluster>,
+    node: AgentConfig,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Env {
+    fn start() -> Result<Self> {
+        require_components();
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let cluster = Cluster::start(ClusterOptions {
+            nodes: 1,
+            runtime: "containerd",
+            ..Default::default()
+        })?;
+        let node = AgentConfig::new(
+            NODE,
+            &cluster.data_dir.path().join("nodes").join(NODE),
+            AgentConfig::index_for_name(NODE),
+        );
+        let env = Env {
+            cluster: Some(cluster),
+            node,
+            _serial: serial,
+        };
+        let images = env.data_dir().join("images");
+        std::fs::create_dir_all(&images)?;
+        let partial = images.join("busybox.tar.partial");
+        build_busybox_image(&partial, IMAGE, ArchiveFormat::OciLayout)?;
+        std::fs::rename(&partial, images.join("busybox.tar"))?;
+        wait_for("the node to be Ready", Duration::from_secs(60), || {
+            let out = env.cluster().kubectl_output(&[
+                "get",
+                "node",
+                NODE,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ])?;
+            Ok((String::from_utf8_lossy(&out.stdout) == "True").then_some(()))
+        })?;
+        Ok(env)
+    }
+
+    fn cluster(&self) -> &Cluster {
+        self.cluster.as_ref().expect("cluster")
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.cluster().data_dir.path().to_path_buf()
+    }
+
+    fn pod(&self, name: &str) -> Result<Pod> {
+        let out = self
+            .cluster()
+            .kubectl(&["get", "pod", name, "-o", "json"])?;
+        Ok(serde_json::from_str(&out)?)
+    }
+
+    fn endpoints(&self, name: &str) -> Result<Endpoints> {
+        let out = self
+            .cluster()
+            .kubectl(&["get", "endpoints", name, "-o", "json"])?;
+        Ok(serde_json::from_str(&out)?)
+    }
+
+    /// Events about pod `name`, as `(reason, message)`.
+    fn events(&self, pod: &str) -> Result<Vec<(String, String)>> {
+        let out = self.cluster().kubectl(&["get", "events", "-o", "json"])?;
+        let list: serde_json::Value = serde_json::from_str(&out)?;
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        Ok(items
+            .into_iter()
+            .filter_map(|i| serde_json::from_value::<Event>(i).ok())
+            .filter(|e| e.involved_object.name.as_deref() == Some(pod))
+            .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+            .collect())
+    }
+
+    fn apply(&self, yaml: &str) -> Result<()> {
+        let out = self.cluster().kubectl_stdin(&["apply", "-f", "-"], yaml)?;
+        if !out.status.success() {
+            bail!("kubectl apply: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
+    fn all_pod_uids(&self) -> Vec<String> {
+        let Some(cluster) = self.cluster.as_ref() else {
+            return Vec::new();
+        };
+        let out = cluster
+            .kubectl(&[
+                "get",
+                "pods",
+                "-A",
+                "-o",
+                "jsonpath={.items[*].metadata.uid}",
+            ])
+            .unwrap_or_default();
+        out.split_whitespace().map(str::to_string).collect()
+    }
+
+    /// Removes containers, pod networks, netns, the bridge and containerd.
+    fn clean_node(&self, api_uids: Vec<String>) {
+        let node = &self.node;
+        let socket = node.data_dir.join("containerd/containerd.sock");
+        let namespace = node.containerd_namespace.clone();
+        let cni = CniConfig::new(&node.data_dir, &node.bridge, &node.pod_cidr);
+        block_on(async move {
+            let network = CniNetwork::new(cni);
+            if let Ok(connection) = Connection::connect(&socket, &namespace).await {
+                let records = containers::list(&connection, None)
+                    .await
+                    .unwrap_or_default();
+                for record in records {
+                    let grace = Duration::from_millis(100);
+                    let _ = containers::stop(&connection, &record.id, grace).await;
+                    let _ = containers::remove(&connection, &record.id).await;
+                    if let Some(uid) = record.labels.get(labels::POD_UID) {
+                        let sandbox = SandboxRef {
+                            pod_uid: uid.clone(),
+                        };
+                        let _ = network.teardown(&sandbox).await;
+                    }
+                }
+            }
+            for pod_uid in api_uids {
+                let _ = network.teardown(&SandboxRef { pod_uid }).await;
+            }
+        });
+        let state = node.data_dir.join("cni/pods");
+        for entry in std::fs::read_dir(&state).into_iter().flatten().flatten() {
+            if let Some(netns) = entry.path().file_stem().and_then(|s| s.to_str()) {
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "delete", netns])
+                    .output();
+            }
+        }
+        let config = node.data_dir.join("containerd/config.toml");
+        for pid in pids_with_cmdline(&config.display().to_string()) {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            for _ in 0..100 {
+                if nix::sys::signal::kill(pid, None).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = std::process::Command::new("ip")
+            .args(["link", "delete", &node.bridge])
+            .output();
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let api_uids = self.all_pod_uids();
+        if let Some(cluster) = self.cluster.as_mut() {
+            let _ = cluster.kill9();
+        }
+        self.clean_node(api_uids);
+        self.cluster.take();
+    }
+}
+
+fn status(pod: &Pod) -> Option<&ContainerStatus> {
+    pod.status.as_ref()?.container_statuses.as_ref()?.first()
+}
+
+fn phase(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
+}
+
+fn condition(pod: &Pod, kind: &str) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == kind)
+        .map(|c| c.status.clone())
+}
+
+fn is_running(pod: &Pod) -> bool {
+    status(pod)
+        .and_then(|s| s.state.as_ref())
+        .is_some_and(|s| s.running.is_some())
+}
+
+fn restarts(pod: &Pod) -> i32 {
+    status(pod).map_or(0, |s| s.restart_count)
+}
+
+fn pod_ip(pod: &Pod) -> Option<String> {
+    pod.status.as_ref()?.pod_ip.clone()
+}
+
+fn endpoint_ips(endpoints: &Endpoints) -> (Vec<String>, Vec<String>) {
+    let mut ready = Vec::new();
+    let mut not_ready = Vec::new();
+    for subset in endpoints.subsets.iter().flatten() {
+        ready.extend(subset.addresses.iter().flatten().map(|a| a.ip.clone()));
+        not_ready.extend(
+            subset
+                .not_ready_addresses
+                .iter()
+                .flatten()
+                .map(|a| a.ip.clone()),
+        );
+    }
+    (ready, not_ready)
+}
+
+#[test]
+fn a_failing_http_readiness_probe_turns_the_pod_unready_and_drops_it_from_endpoints() -> Result<()>
+{
+    let env = Env::start()?;
+    // httpd serves /srv/ready for 15 s, then the file is removed (404); the
+    // tcpSocket liveness probe keeps passing, so nothing restarts.
+    env.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {{app: web}}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "mkdir -p /srv && echo ok > /srv/ready && httpd -f -p 8080 -h /srv & sleep 15; rm /srv/ready; exec sleep 3600"]
+    ports:
+    - {{name: http, containerPort: 8080}}
+    readinessProbe:
+      httpGet: {{path: /ready, port: http, httpHeaders: [{{name: X-Probe, value: skiff}}]}}
+      periodSeconds: 1
+      failureThreshold: 2
+    livenessProbe:
+      tcpSocket: {{port: 8080}}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {{app: web}}
+  ports:
+  - {{port: 80, targetPort: 8080}}
+"#
+    ))?;
+    let ready = wait_for("web Ready=True", Duration::from_secs(60), || {
+        let pod = env.pod("web")?;
+        Ok((condition(&pod, "Ready").as_deref() == Some("True")).then_some(pod))
+    })?;
+    let became_ready = Instant::now();
+    let ip = pod_ip(&ready).context("pod IP")?;
+    assert!(status(&ready).is_some_and(|s| s.ready && s.started == Some(true)));
+    assert_eq!(
+        condition(&ready, "ContainersReady").as_deref(),
+        Some("True")
+    );
+    wait_for(
+        "the pod IP in the endpoints",
+        Duration::from_secs(30),
+        || {
+            let (addresses, _) = endpoint_ips(&env.endpoints("web")?);
+            Ok(addresses.contains(&ip).then_some(()))
+        },
+    )?;
+
+    let unready = wait_for("web Ready=False", Duration::from_secs(40), || {
+        let pod = env.pod("web")?;
+        Ok((condition(&pod, "Ready").as_deref() == Some("False")).then_some(pod))
+    })?;
+    eprintln!("Ready=False {:?} after Ready=True", became_ready.elapsed());
+    assert_eq!(
+        condition(&unready, "ContainersReady").as_deref(),
+        Some("False")
+    );
+    assert!(is_running(&unready), "{:?}", unready.status);
+    assert!(status(&unready).is_some_and(|s| !s.ready));
+    assert_eq!(
+        restarts(&unready),
+        0,
+        "a passing liveness probe restarted it"
+    );
+    assert_eq!(phase(&unready), "Running");
+    wait_for(
+        "the pod IP moved to notReadyAddresses",
+        Duration::from_secs(30),
+        || {
+            let (addresses, not_ready) = endpoint_ips(&env.endpoints("web")?);
+            Ok((!addresses.contains(&ip) && not_ready.contains(&ip)).then_some(()))
+        },
+    )?;
+    let events = env.events("web")?;
+    assert!(
+        events.iter().any(|(reason, message)| reason == "Unhealthy"
+            && message
+                .starts_with("Readiness probe failed: HTTP probe failed with statuscode: 404")),
+        "{events:?}"
+    );
+    // Still unready, never restarted, a few periods later.
+    std::thread::sleep(Duration::from_secs(3));
+    let later = env.pod("web")?;
+    assert_eq!(condition(&later, "Ready").as_deref(), Some("False"));
+    assert_eq!(restarts(&later), 0);
+    Ok(())
+}
+
+#[test]
+fn a_failing_exec_liveness_probe_kills_and_restarts_the_container() -> Result<()> {
+    let env = Env::start()?;
+    // Healthy for 8 s (the probe file exists), then the exec probe fails.
+    env.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: sick
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "echo ok > /tmp/healthy; sleep 8; rm /tmp/healthy; exec sleep 3600"]
+    livenessProbe:
+      exec: {{command: ["cat", "/tmp/healthy"]}}
+      periodSeconds: 1
+      failureThreshold: 2
+"#
+    ))?;
+    let first = wait_for("sick running and ready", Duration::from_secs(60), || {
+        let pod = env.pod("sick")?;
+        Ok(
+            (is_running(&pod) && condition(&pod, "Ready").as_deref() == Some("True"))
+                .then_some(pod),
+        )
+    })?;
+    let first_id = status(&first).and_then(|s| s.container_id.clone());
+    assert_eq!(restarts(&first), 0);
+    // While the file exists the probe passes: a failing probe would have
+    // killed it (2 periods + 2 s grace) before this check.
+    std::thread::sleep(Duration::from_secs(5));
+    let healthy = env.pod("sick")?;
+    assert_eq!(restarts(&healthy), 0, "killed while healthy");
+    assert_eq!(
+        status(&healthy).and_then(|s| s.container_id.clone()),
+        first_id
+    );
+
+    let restarted = wait_for(
+        "sick restarted by its liveness probe",
+        Duration::from_secs(40),
+        || {
+            let pod = env.pod("sick")?;
+            Ok((restarts(&pod) >= 1 && is_running(&pod)).then_some(pod))
+        },
+    )?;
+    let s = status(&restarted).context("status")?;
+    assert_ne!(s.container_id, first_id);
+    let last = s
+        .last_state
+        .as_ref()
+        .and_then(|l| l.terminated.as_ref())
+        .context("lastState.terminated")?;
+    assert_eq!(last.exit_code, 137, "{last:?}");
+    assert_eq!(phase(&restarted), "Running");
+    let events = wait_for("the probe events", Duration::from_secs(10), || {
+        let events = env.events("sick")?;
+        let killing = events.iter().any(|(r, m)| {
+            r == "Killing" && m == "Container main failed liveness probe, will be restarted"
+        });
+        // The exec's output is the message, as in Kubernetes.
+        let unhealthy = events.iter().any(|(r, m)| {
+            r == "Unhealthy"
+                && m.starts_with("Liveness probe failed: cat: can't open '/tmp/healthy'")
+        });
+        Ok((killing && unhealthy).then_some(events))
+    })?;
+    eprintln!("events: {events:?}");
+    Ok(())
+}
+
+#[test]
+fn an_exec_readiness_probe_follows_a_file_the_container_creates_and_removes() -> Result<()> {
+    let env = Env::start()?;
+    env.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: flip
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "sleep 4; echo ok > /tmp/ready; sleep 8; rm /tmp/ready; exec sleep 3600"]
+    readinessProbe:
+      exec: {{command: ["test", "-e", "/tmp/ready"]}}
+      periodSeconds: 1
+      failureThreshold: 1
+"#
+    ))?;
+    let running = wait_for("flip running", Duration::from_secs(60), || {
+        let pod = env.pod("flip")?;
+        Ok(is_running(&pod).then_some(pod))
+    })?;
+    assert_eq!(
+        condition(&running, "Ready").as_deref(),
+        Some("False"),
+        "ready before the probe passed"
+    );
+    wait_for("flip Ready=True", Duration::from_secs(30), || {
+        let pod = env.pod("flip")?;
+        Ok((condition(&pod, "Ready").as_deref() == Some("True")).then_some(()))
+    })?;
+    let pod = wait_for("flip Ready=False again", Duration::from_secs(30), || {
+        let pod = env.pod("flip")?;
+        Ok((condition(&pod, "Ready").as_deref() == Some("False")).then_some(pod))
+    })?;
+    assert!(is_running(&pod));
+    assert_eq!(restarts(&pod), 0);
+    Ok(())
+}
+
+#[test]
+fn a_startup_probe_holds_readiness_until_it_passes() -> Result<()> {
+    let env = Env::start()?;
+    // The app "starts" after 8 s; until then liveness (which would fail)
+    // and readiness (which would pass) are held back.
+    env.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: slow
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "sleep 8; echo ok > /tmp/started; exec sleep 3600"]
+    startupProbe:
+      exec: {{command: ["cat", "/tmp/started"]}}
+      periodSeconds: 1
+      failureThreshold: 30
+    livenessProbe:
+      exec: {{command: ["cat", "/tmp/started"]}}
+      periodSeconds: 1
+      failureThreshold: 1
+    readinessProbe:
+      exec: {{command: ["true"]}}
+      periodSeconds: 1
+"#
+    ))?;
+    let running = wait_for("slow running", Duration::from_secs(60), || {
+        let pod = env.pod("slow")?;
+        Ok(is_running(&pod).then_some(pod))
+    })?;
+    let since_running = Instant::now();
+    let s = status(&running).context("status")?;
+    assert_eq!(s.started, Some(false), "{s:?}");
+    assert!(!s.ready);
+    // Still held a few seconds later: readiness would pass, but has not run.
+    std::thread::sleep(Duration::from_secs(3));
+    let held = env.pod("slow")?;
+    assert_eq!(condition(&held, "Ready").as_deref(), Some("False"));
+    assert_eq!(status(&held).and_then(|s| s.started), Some(false));
+    let ready = wait_for("slow Ready=True", Duration::from_secs(30), || {
+        let pod = env.pod("slow")?;
+        Ok((condition(&pod, "Ready").as_deref() == Some("True")).then_some(pod))
+    })
+    .inspect_err(|_| {
+        let status = env.pod("slow").ok().and_then(|p| p.status);
+        eprintln!("status: {status:?}\nevents: {:?}", env.events("slow"));
+    })?;
+    eprintln!("ready {:?} after running", since_running.elapsed());
+    assert_eq!(status(&ready).and_then(|s| s.started), Some(true));
+    assert_eq!(restarts(&ready), 0, "liveness ran before startup passed");
+    Ok(())
+}
+
+fn init_statuses(pod: &Pod) -> Vec<ContainerStatus> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.init_container_statuses.clone())
+        .unwrap_or_default()
+}
+
+fn terminated(
+    status: &ContainerStatus,
+) -> Option<&k8s_openapi::api::core::v1::ContainerStateTerminated> {
+    status.state.as_ref()?.terminated.as_ref()
+}
+
+fn waiting_reason(status: &ContainerStatus) -> Option<&str> {
+    status.state.as_ref()?.waiting.as_ref()?.reason.as_deref()
+}
+
+#[test]
+fn init_containers_run_in_order_to_completion_before_the_app_starts() -> Result<()> {
+    let env = Env::start()?;
+    env.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: staged
+spec:
+  terminationGracePeriodSeconds: 2
+  initContainers:
+  - name: first
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "sleep 3"]
+  - name: second
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "sleep 1"]
+  containers:
+  - name: main
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "exec sleep 3600"]
+"#
+    ))?;
+    let initializing = wait_for(
+        "staged initializing with its first init container running",
+        Duration::from_secs(60),
+        || {
+            let pod = env.pod("staged")?;
+            let inits = init_statuses(&pod);
+            let first_running = inits
+                .first()
+                .and_then(|s| s.state.as_ref())
+                .is_some_and(|s| s.running.is_some());
+            Ok(first_running.then_some(pod))
+        },
+    )?;
+    assert_eq!(phase(&initializing), "Pending");
+    assert_eq!(
+        condition(&initializing, "Initialized").as_deref(),
+        Some("False")
+    );
+    let inits = init_statuses(&initializing);
+    assert_eq!(inits.len(), 2);
+    assert_eq!(waiting_reason(&inits[1]), Some("PodInitializing"));
+    let app = status(&initializing).context("app status")?;
+    assert_eq!(waiting_reason(app), Some("PodInitializing"));
+
+    let running = wait_for("staged Running and Ready", Duration::from_secs(60), || {
+        let pod = env.pod("staged")?;
+        Ok(
+            (phase(&pod) == "Running" && condition(&pod, "Ready").as_deref() == Some("True"))
+                .then_some(pod),
+        )
+    })?;
+    assert_eq!(condition(&running, "Initialized").as_deref(), Some("True"));
+    let inits = init_statuses(&running);
+    let first = terminated(&inits[0]).context("first terminated")?;
+    let second = terminated(&inits[1]).context("second terminated")?;
+    for (status, t) in [(&inits[0], first), (&inits[1], second)] {
+        assert_eq!(t.exit_code, 0, "{status:?}");
+        assert_eq!(t.reason.as_deref(), Some("Completed"));
+        assert!(status.ready, "a completed init container is ready");
+        assert_eq!(status.restart_count, 0);
+    }
+    // Strictly one after the other: second started after first finished.
+    assert!(
+        second.started_at >= first.finished_at,
+        "{first:?} / {second:?}"
+    );
+    let main_started = status(&running)
+        .and_then(|s| s.state.as_ref()?.running.as_ref()?.started_at.clone())
+        .context("main running")?;
+    assert!(second
+        .finished_at
+        .as_ref()
+        .is_some_and(|f| *f <= main_started));
+    Ok(())
+}
+
+#[test]
+fn a_failing_init_container_fails_a_never_pod_and_is_retried_under_on_failure() -> Result<()> {
+    let env = Env::start()?;
+    for (name, policy, code) in [("never", "Never", 2), ("retry", "OnFailure", 1)] {
+        env.apply(&format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  restartPolicy: {policy}
+  terminationGracePeriodSeconds: 2
+  initContainers:
+  - name: setup
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "exit {code}"]
+  containers:
+  - name: main
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "exec sleep 3600"]
+"#
+        ))?;
+    }
+    let failed = wait_for("the Never pod Failed", Duration::from_secs(60), || {
+        let pod = env.pod("never")?;
+        Ok((phase(&pod) == "Failed").then_some(pod))
+    })?;
+    let setup = init_statuses(&failed);
+    assert_eq!(
+        setup.first().and_then(terminated).map(|t| t.exit_code),
+        Some(2)
+    );
+    assert_eq!(
+        status(&failed).and_then(waiting_reason),
+        Some("PodInitializing"),
+        "the app container ran"
+    );
+    assert_eq!(condition(&failed, "Initialized").as_deref(), Some("False"));
+
+    let retried = wait_for(
+        "the OnFailure pod's init container restarted",
+        Duration::from_secs(60),
+        || {
+            let pod = env.pod("retry")?;
+            let restarts = init_statuses(&pod).first().map_or(0, |s| s.restart_count);
+            Ok((restarts >= 1).then_some(pod))
+        },
+    )?;
+    assert_eq!(phase(&retried), "Pending");
+    assert_eq!(condition(&retried, "Initialized").as_deref(), Some("False"));
+    assert_eq!(
+        status(&retried).and_then(waiting_reason),
+        Some("PodInitializing")
+    );
+    Ok(())
+}
