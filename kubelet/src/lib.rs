@@ -11,11 +11,14 @@ pub mod agent;
 pub mod cni;
 pub mod containerd;
 pub mod runtime;
+pub mod server;
 pub mod sim;
+pub mod stats;
 mod time;
 
 pub use agent::{Agent, AgentConfig, AgentError};
 pub use sim::{run_sim_nodes, SimConfig, SimNode};
+pub use stats::{PodRequestCount, RequestCounters};
 
 /// Configuration of one node agent (filled in by the kubelet issue).
 #[derive(Debug, Clone, Default)]
