@@ -210,11 +210,11 @@ impl Agents {
 pub fn cpu_quantity(nano_cores: u64) -> String {
     if nano_cores == 0 {
         "0".to_string()
-    } else if nano_cores % 1_000_000_000 == 0 {
+    } else if nano_cores.is_multiple_of(1_000_000_000) {
         format!("{}", nano_cores / 1_000_000_000)
-    } else if nano_cores % 1_000_000 == 0 {
+    } else if nano_cores.is_multiple_of(1_000_000) {
         format!("{}m", nano_cores / 1_000_000)
-    } else if nano_cores % 1_000 == 0 {
+    } else if nano_cores.is_multiple_of(1_000) {
         format!("{}u", nano_cores / 1_000)
     } else {
         format!("{nano_cores}n")
@@ -223,7 +223,7 @@ pub fn cpu_quantity(nano_cores: u64) -> String {
 
 /// Bytes as a binary quantity (`Ki`, as metrics-server reports memory).
 pub fn memory_quantity(bytes: u64) -> String {
-    if bytes % 1024 == 0 {
+    if bytes.is_multiple_of(1024) {
         format!("{}Ki", bytes / 1024)
     } else {
         bytes.to_string()
@@ -233,7 +233,7 @@ pub fn memory_quantity(bytes: u64) -> String {
 /// A per-second rate as a quantity with milli precision (`1500m`, `2`).
 pub fn rate_quantity(rate: f64) -> String {
     let milli = (rate.max(0.0) * 1000.0).round() as u64;
-    if milli % 1000 == 0 {
+    if milli.is_multiple_of(1000) {
         format!("{}", milli / 1000)
     } else {
         format!("{milli}m")
@@ -366,7 +366,7 @@ pub(crate) async fn route(
     if !GROUPS.iter().any(|(g, _)| *g == group) || segments.len() <= 2 {
         return None;
     }
-    let query: HashMap<String, String> = query.map(|q| url_pairs(q)).unwrap_or_default();
+    let query: HashMap<String, String> = query.map(url_pairs).unwrap_or_default();
     let result = if method != Method::GET {
         Err(ApiError::MethodNotAllowed)
     } else {

@@ -320,7 +320,7 @@ impl Follow {
             }
             // Once a second: stop when the container has stopped (after a
             // last read of what it wrote).
-            if polls % 5 == 0 && !self.still_running().await {
+            if polls.is_multiple_of(5) && !self.still_running().await {
                 if let Ok(mut rest) = self.read_more().await {
                     self.limit.take(&mut rest);
                     if !rest.is_empty() {
