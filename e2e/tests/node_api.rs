@@ -443,6 +443,36 @@ fn kubectl_top_shows_a_busy_containers_cpu_and_memory_and_the_agent_requires_a_c
     assert_eq!(custom["items"][0]["metric"]["name"], "requests_per_second");
     assert_eq!(custom["items"][0]["value"], "0");
 
+    // Object metrics of a Service: the sum over the pods it selects.
+    env.apply(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: idle-svc\nspec:\n  selector: {test: idle}\n  ports:\n  - port: 80\n",
+    )?;
+    let service = env.kubectl(&[
+        "get",
+        "--raw",
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/idle-svc/errors_per_second",
+    ])?;
+    let service: serde_json::Value = serde_json::from_str(&service)?;
+    assert_eq!(service["items"][0]["describedObject"]["kind"], "Service");
+    assert_eq!(service["items"][0]["describedObject"]["name"], "idle-svc");
+    assert_eq!(service["items"][0]["metric"]["name"], "errors_per_second");
+    let unknown = env.cluster().kubectl_output(&[
+        "get",
+        "--raw",
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/idle-svc/bogus_metric",
+    ])?;
+    assert!(!unknown.status.success());
+
+    // Discovery lists the metrics groups and pods/log.
+    let groups = env.kubectl(&["api-versions"])?;
+    assert!(groups.contains("metrics.k8s.io/v1beta1"), "{groups}");
+    assert!(groups.contains("custom.metrics.k8s.io/v1beta2"), "{groups}");
+    let core = env.kubectl(&["get", "--raw", "/api/v1"])?;
+    assert!(
+        core.contains("\"pods/log\""),
+        "pods/log missing from /api/v1"
+    );
+
     // kube-rs reads PodMetrics as a dynamic object.
     let metrics = block_on(async {
         let client = env.cluster().client().await?;

@@ -332,3 +332,141 @@ impl Follow {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{NodeStats, RequestStats, RunningContainer, Summary};
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use std::sync::Mutex;
+    use tower::ServiceExt;
+
+    #[derive(Debug, Default)]
+    struct Containers(Mutex<Vec<RunningContainer>>);
+
+    #[async_trait::async_trait]
+    impl ContainerSource for Containers {
+        async fn running(&self) -> Vec<RunningContainer> {
+            self.0.lock().map(|c| c.clone()).unwrap_or_default()
+        }
+    }
+
+    fn app_container() -> RunningContainer {
+        RunningContainer {
+            namespace: "default".into(),
+            pod: "web".into(),
+            uid: "u1".into(),
+            container: "app".into(),
+            cgroup: "/skiff/podu1/x".into(),
+        }
+    }
+
+    fn record(line: &str) -> String {
+        format!("2026-11-22T00:00:00.000000000Z stdout F {line}\n")
+    }
+
+    fn setup() -> (tempfile::TempDir, PathBuf, Arc<Containers>, Router) {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("default_web_u1/app");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let log = dir.join("0.log");
+        std::fs::write(&log, record("one") + &record("two")).expect("write");
+        let containers = Arc::new(Containers(Mutex::new(vec![app_container()])));
+        let summary = Summary {
+            node: NodeStats {
+                node_name: "n1".into(),
+                ..NodeStats::default()
+            },
+            pods: Vec::new(),
+        };
+        let app = router(ServerState {
+            stats: StatsHandle::fixed(summary, RequestStats::default()),
+            containers: containers.clone(),
+            logs_root: root.path().to_path_buf(),
+        });
+        (root, log, containers, app)
+    }
+
+    async fn get(app: &Router, uri: &str) -> (StatusCode, String) {
+        let request = Request::get(uri).body(Body::empty()).expect("request");
+        let response = app.clone().oneshot(request).await.expect("response");
+        let code = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (code, String::from_utf8_lossy(&body).to_string())
+    }
+
+    #[tokio::test]
+    async fn container_logs_honour_tail_lines_and_report_missing_logs() {
+        let (_root, _log, _containers, app) = setup();
+        assert_eq!(
+            get(&app, "/containerLogs/default/web/app").await,
+            (StatusCode::OK, "one\ntwo\n".to_string())
+        );
+        assert_eq!(
+            get(&app, "/containerLogs/default/web/app?tailLines=1").await,
+            (StatusCode::OK, "two\n".to_string())
+        );
+        assert_eq!(
+            get(&app, "/containerLogs/default/web/app?limitBytes=2").await,
+            (StatusCode::OK, "on".to_string())
+        );
+        assert_eq!(
+            get(&app, "/containerLogs/default/nope/app").await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            get(&app, "/containerLogs/default/web/app?previous=true")
+                .await
+                .0,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[tokio::test]
+    async fn a_followed_log_streams_new_lines_and_ends_when_the_container_stops() {
+        let (_root, log, containers, app) = setup();
+        let request = Request::get("/containerLogs/default/web/app?follow=true&tailLines=1")
+            .body(Body::empty())
+            .expect("request");
+        let response = app.oneshot(request).await.expect("response");
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut body = response.into_body();
+        let first = body.frame().await.expect("frame").expect("ok");
+        assert_eq!(first.into_data().expect("data"), "two\n");
+        {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&log)
+                .expect("open");
+            file.write_all(record("three").as_bytes()).expect("append");
+        }
+        let next = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("a new line within 5s")
+            .expect("frame")
+            .expect("ok");
+        assert_eq!(next.into_data().expect("data"), "three\n");
+        containers.0.lock().expect("lock").clear();
+        let end = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("the stream ends once the container stopped");
+        assert!(end.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_summary_is_served_as_summary_api_json() {
+        let (_root, _log, _containers, app) = setup();
+        let (code, body) = get(&app, "/stats/summary").await;
+        assert_eq!(code, StatusCode::OK);
+        let summary: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(summary["node"]["nodeName"], "n1");
+        assert_eq!(summary["node"]["memory"]["workingSetBytes"], 0);
+    }
+}
