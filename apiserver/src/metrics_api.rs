@@ -378,10 +378,34 @@ pub(crate) async fn route(
             _ => Err(ApiError::UnknownResource),
         }
     };
-    Some(match result {
+    let mut response = match result {
         Ok(body) => json_response(body),
         Err(e) => e.into_response(),
-    })
+    };
+    // apiserver_request_total / _duration_seconds labels.
+    let (group, resource) = if group == METRICS_GROUP {
+        let nodes = segments.get(2) == Some(&"nodes");
+        (METRICS_GROUP, if nodes { "nodes" } else { "pods" })
+    } else {
+        let services = segments.get(4) == Some(&"services");
+        (
+            CUSTOM_METRICS_GROUP,
+            if services { "services" } else { "pods" },
+        )
+    };
+    let named = match group {
+        METRICS_GROUP => segments.len().is_multiple_of(2),
+        _ => segments.get(5) != Some(&"*"),
+    };
+    response
+        .extensions_mut()
+        .insert(crate::metrics::RequestLabels {
+            verb: if named { "GET" } else { "LIST" },
+            group,
+            resource,
+            subresource: String::new(),
+        });
+    Some(response)
 }
 
 /// Decodes `a=b&c=d` (percent-encoding and `+`).
