@@ -129,6 +129,7 @@ pub struct Query {
     pub timestamps: Option<bool>,
     pub tail_lines: Option<i64>,
     pub since_seconds: Option<i64>,
+    pub since_time: Option<String>,
     pub limit_bytes: Option<i64>,
 }
 

@@ -500,6 +500,18 @@ fn kubectl_top_shows_a_busy_containers_cpu_and_memory_and_the_agent_requires_a_c
     assert!(with_cert.status.success(), "{with_cert:?}");
     let summary: serde_json::Value = serde_json::from_slice(&with_cert.stdout)?;
     assert_eq!(summary["node"]["nodeName"], NODE);
+    let metrics = Command::new("curl")
+        .args(["-sS", "-k", "--max-time", "5", "--cert"])
+        .arg(pki.join("apiserver-kubelet-client.crt"))
+        .arg("--key")
+        .arg(pki.join("apiserver-kubelet-client.key"))
+        .arg(format!("https://127.0.0.1:{port}/metrics"))
+        .output()?;
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("container_cpu_usage_seconds_total{container=\"spin\",namespace=\"default\",pod=\"burner\"}"),
+        "{metrics}"
+    );
     let without = Command::new("curl")
         .args(["-sS", "-k", "--max-time", "5"])
         .arg(&url)

@@ -4,7 +4,9 @@
 //! simulated implementations), pod sync, probes, logs/exec streams and stats.
 //! It ships the real node agent ([`agent`]), running pods as containers
 //! through containerd ([`containerd`], [`cni`]), and the simulated nodes
-//! ([`sim`]), kwok-style, used by scale tests. Talks to the cluster only through the Kubernetes API with `kube`; it
+//! ([`sim`]), kwok-style, used by scale tests. Real nodes sample cgroup
+//! stats ([`stats`]) and serve logs, stats and metrics to the API server
+//! over HTTPS with client certificates ([`server`]). Talks to the cluster only through the Kubernetes API with `kube`; it
 //! must never depend on the `apiserver` crate.
 
 pub mod agent;

@@ -102,6 +102,10 @@ fn agent_query(ctx: &Ctx) -> String {
             parts.push(format!("{key}={v}"));
         }
     }
+    // RFC 3339 needs only '+' escaped in a query.
+    if let Some(since) = q.since_time.as_deref().filter(|s| !s.is_empty()) {
+        parts.push(format!("sinceTime={}", since.replace('+', "%2B")));
+    }
     parts.join("&")
 }
 

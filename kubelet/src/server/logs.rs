@@ -23,6 +23,8 @@ pub struct LogOptions {
     pub tail_lines: Option<i64>,
     /// Only lines newer than this many seconds.
     pub since_seconds: Option<i64>,
+    /// Only lines from this RFC 3339 time on (`sinceSeconds` wins if both).
+    pub since_time: Option<String>,
     /// The previous instance of the container.
     #[serde(default, deserialize_with = "flag")]
     pub previous: bool,
@@ -192,9 +194,13 @@ pub fn parse_cri(content: &[u8]) -> (Vec<LogLine>, usize) {
 
 /// Applies `sinceSeconds` (relative to `now`) and `tailLines`.
 pub fn select(lines: Vec<LogLine>, options: &LogOptions, now: DateTime<Utc>) -> Vec<LogLine> {
-    let since = options
-        .since_seconds
-        .map(|s| now - chrono::Duration::seconds(s.max(0)));
+    let since = match (options.since_seconds, options.since_time.as_deref()) {
+        (Some(s), _) => Some(now - chrono::Duration::seconds(s.max(0))),
+        (None, Some(t)) => DateTime::parse_from_rfc3339(t)
+            .ok()
+            .map(|t| t.with_timezone(&Utc)),
+        (None, None) => None,
+    };
     let mut lines: Vec<LogLine> = lines
         .into_iter()
         .filter(|line| match since {
@@ -305,6 +311,19 @@ mod tests {
         assert_eq!(
             render(&select(lines, &options, now()), true),
             b"2026-11-22T00:00:20.000000000Z three\n"
+        );
+    }
+
+    #[test]
+    fn since_time_drops_lines_written_before_it() {
+        let (lines, _) = parse_cri(LOG);
+        let options = LogOptions {
+            since_time: Some("2026-11-22T00:00:10Z".into()),
+            ..LogOptions::default()
+        };
+        assert_eq!(
+            render(&select(lines, &options, now()), false),
+            b"two\nthree\n"
         );
     }
 
