@@ -241,6 +241,9 @@ async fn container_logs(
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
     let follow = Follow {
         path: file.path.clone(),
+        next_instance: file
+            .path
+            .with_file_name(format!("{}.log", file.restart + 1)),
         offset: used as u64,
         uid: file.uid.clone(),
         namespace,
@@ -268,6 +271,9 @@ async fn container_logs(
 /// the container stops, the client goes away or `limitBytes` is reached.
 struct Follow {
     path: PathBuf,
+    /// The log of the container's next instance: once it exists, this one
+    /// has ended (the container restarted).
+    next_instance: PathBuf,
     offset: u64,
     uid: String,
     namespace: String,
@@ -320,7 +326,10 @@ impl Follow {
             }
             // Once a second: stop when the container has stopped (after a
             // last read of what it wrote).
-            if polls.is_multiple_of(5) && !self.still_running().await {
+            let restarted = tokio::fs::try_exists(&self.next_instance)
+                .await
+                .unwrap_or(false);
+            if restarted || (polls.is_multiple_of(5) && !self.still_running().await) {
                 if let Ok(mut rest) = self.read_more().await {
                     self.limit.take(&mut rest);
                     if !rest.is_empty() {
@@ -457,6 +466,23 @@ mod tests {
         let end = tokio::time::timeout(Duration::from_secs(5), body.frame())
             .await
             .expect("the stream ends once the container stopped");
+        assert!(end.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_followed_log_ends_when_the_container_restarts() {
+        let (_root, log, _containers, app) = setup();
+        let request = Request::get("/containerLogs/default/web/app?follow=true")
+            .body(Body::empty())
+            .expect("request");
+        let response = app.oneshot(request).await.expect("response");
+        let mut body = response.into_body();
+        let first = body.frame().await.expect("frame").expect("ok");
+        assert_eq!(first.into_data().expect("data"), "one\ntwo\n");
+        std::fs::write(log.with_file_name("1.log"), record("again")).expect("write");
+        let end = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("the stream ends once a new instance logs");
         assert!(end.is_none());
     }
 
