@@ -206,6 +206,10 @@ fn named_groups(reg: &Registry) -> Vec<(&'static str, Vec<&'static str>)> {
             None => groups.push((group, vec![version])),
         }
     }
+    // Served by crate::metrics_api, not the registry.
+    for (group, version) in crate::metrics_api::GROUPS {
+        groups.push((group, vec![version]));
+    }
     groups
 }
 
@@ -273,7 +277,17 @@ const CREATE: &[&str] = &["create"];
 /// ```
 ///
 /// Discovery and OpenAPI both pick entries up from here.
-pub const EXTRA_SUBRESOURCES: &[(&str, &str, SubresourceDef)] = &[];
+pub const EXTRA_SUBRESOURCES: &[(&str, &str, SubresourceDef)] = &[(
+    "",
+    "pods",
+    SubresourceDef {
+        name: "log",
+        group: "",
+        version: "v1",
+        kind: "Pod",
+        verbs: &["get"],
+    },
+)];
 
 /// Every subresource of `def`, in the order discovery lists them.
 pub fn subresources_of(def: &ResourceDef) -> Vec<SubresourceDef> {
@@ -339,6 +353,9 @@ fn strings(items: &[&str]) -> Value {
 /// The `/api/v1` or `/apis/{group}/{version}` document (`APIResourceList`),
 /// or `None` when the group-version is not served.
 pub fn api_resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value> {
+    if let Some(list) = crate::metrics_api::resource_list(group, version) {
+        return Some(list);
+    }
     let defs: Vec<&ResourceDef> = reg
         .all()
         .iter()
@@ -442,6 +459,7 @@ fn aggregated_group(reg: &Registry, group: &str, versions: &[&str]) -> Value {
                 .iter()
                 .filter(|d| d.group == group && d.version == *version)
                 .map(aggregated_resource)
+                .chain(crate::metrics_api::aggregated_resources(group, version))
                 .collect();
             json!({ "version": version, "resources": resources, "freshness": "Current" })
         })

@@ -119,8 +119,18 @@ pub struct Query {
     #[serde(default, deserialize_with = "de_bool")]
     pub orphan_dependents: Option<bool>,
     pub include_object: Option<String>,
-    // Streams (pods/log) are served by the node agent issue; accepted here.
+    // pods/log options (PodLogOptions), passed on to the node's agent.
     pub container: Option<String>,
+    #[serde(default, deserialize_with = "de_bool")]
+    pub follow: Option<bool>,
+    #[serde(default, deserialize_with = "de_bool")]
+    pub previous: Option<bool>,
+    #[serde(default, deserialize_with = "de_bool")]
+    pub timestamps: Option<bool>,
+    pub tail_lines: Option<i64>,
+    pub since_seconds: Option<i64>,
+    pub since_time: Option<String>,
+    pub limit_bytes: Option<i64>,
 }
 
 impl Query {

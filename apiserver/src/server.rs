@@ -137,6 +137,10 @@ pub async fn app_with_metrics(
         }),
         openapi: Arc::new(crate::openapi::OpenApiCache::new((*registry).clone())),
         namespaces,
+        agents: Arc::new(crate::metrics_api::Agents::new(
+            crate::nodeclient::NodeClient::from_pki(&Pki::in_dir(&config.pki_dir)),
+            crate::metrics_api::AgentsConfig::default(),
+        )),
     };
     let api = handlers::router(state);
     let ready_store = store.clone();

@@ -1,11 +1,13 @@
-//! The cluster CA and the API server's serving certificate, generated with
-//! rcgen on first start and reused after.
+//! The cluster CA, the API server's serving certificate and its "kubelet
+//! client" certificate (for calling the node agents), generated with rcgen
+//! on first start and reused after.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 
 /// Errors creating or loading certificates.
@@ -31,6 +33,9 @@ pub struct Pki {
     pub ca_key: PathBuf,
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
+    /// The client certificate the API server presents to node agents.
+    pub kubelet_client_cert: PathBuf,
+    pub kubelet_client_key: PathBuf,
 }
 
 impl Pki {
@@ -40,6 +45,8 @@ impl Pki {
             ca_key: dir.join("ca.key"),
             server_cert: dir.join("server.crt"),
             server_key: dir.join("server.key"),
+            kubelet_client_cert: dir.join("apiserver-kubelet-client.crt"),
+            kubelet_client_key: dir.join("apiserver-kubelet-client.key"),
         }
     }
 
@@ -92,9 +99,11 @@ pub fn ensure(pki: &Pki, sans: &[String]) -> Result<(), TlsError> {
         let cert = params.self_signed(&key)?;
         write_private(&pki.ca_key, &key.serialize_pem())?;
         write_private(&pki.ca_cert, &cert.pem())?;
-        // A new CA invalidates any serving certificate.
+        // A new CA invalidates any serving or client certificate.
         let _ = std::fs::remove_file(&pki.server_cert);
+        let _ = std::fs::remove_file(&pki.kubelet_client_cert);
     }
+    ensure_kubelet_client(pki)?;
     let names_file = pki.server_cert.with_extension("sans");
     let wanted = sans.join(",");
     let current = std::fs::read_to_string(&names_file).unwrap_or_default();
@@ -123,6 +132,111 @@ pub fn ensure(pki: &Pki, sans: &[String]) -> Result<(), TlsError> {
     write_private(&pki.server_cert, &cert.pem())?;
     write_private(&names_file, &wanted)?;
     Ok(())
+}
+
+/// Creates the API server's client certificate for node agents (once per CA):
+/// CN `kube-apiserver-kubelet-client`, O `system:masters`, clientAuth only.
+fn ensure_kubelet_client(pki: &Pki) -> Result<(), TlsError> {
+    if pki.kubelet_client_cert.exists() && pki.kubelet_client_key.exists() {
+        return Ok(());
+    }
+    let ca_key = KeyPair::from_pem(&read(&pki.ca_key)?)?;
+    let issuer = Issuer::from_ca_cert_pem(&read(&pki.ca_cert)?, ca_key)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver-kubelet-client");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "system:masters");
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let cert = params.signed_by(&key, &issuer)?;
+    write_private(&pki.kubelet_client_key, &key.serialize_pem())?;
+    write_private(&pki.kubelet_client_cert, &cert.pem())?;
+    Ok(())
+}
+
+/// A rustls client config presenting the kubelet client certificate. The
+/// agents' serving certificates are self-signed and not verified (as with
+/// Kubernetes' default, no `--kubelet-certificate-authority`).
+pub fn kubelet_client_config(pki: &Pki) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let cert_pem = read(&pki.kubelet_client_cert)?;
+    let key_pem = read(&pki.kubelet_client_key)?;
+    let invalid = |path: &Path, reason: String| TlsError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| invalid(&pki.kubelet_client_cert, e.to_string()))?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+        .map_err(|e| invalid(&pki.kubelet_client_key, e.to_string()))?
+        .ok_or_else(|| invalid(&pki.kubelet_client_key, "no private key found".into()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(AnyServerCert(provider.clone()));
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(certs, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Accepts any server certificate (signatures are still checked, so the
+/// handshake proves possession of the presented key).
+#[derive(Debug)]
+struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// A rustls server config for the serving certificate, offering HTTP/2 and 1.1.
@@ -172,5 +286,33 @@ mod tests {
             server
         );
         assert!(server_config(&pki).is_ok());
+        assert!(kubelet_client_config(&pki).is_ok());
+    }
+
+    #[test]
+    fn the_kubelet_client_certificate_is_signed_by_the_cluster_ca_for_client_auth() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = Pki::in_dir(dir.path());
+        ensure(&pki, &["localhost".to_string()]).expect("ensure");
+        let ca_pem = pki.ca_pem().expect("ca");
+        let ca = rustls_pemfile::certs(&mut ca_pem.as_bytes())
+            .next()
+            .expect("one")
+            .expect("ca der");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).expect("root");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .expect("verifier");
+        let client_pem = std::fs::read_to_string(&pki.kubelet_client_cert).expect("client");
+        let client = rustls_pemfile::certs(&mut client_pem.as_bytes())
+            .next()
+            .expect("one")
+            .expect("der");
+        assert!(verifier
+            .verify_client_cert(&client, &[], rustls::pki_types::UnixTime::now())
+            .is_ok());
     }
 }

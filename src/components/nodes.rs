@@ -84,10 +84,14 @@ async fn start_containerd_nodes(
         return Ok(Vec::new());
     }
     let client = crate::components::client_from_kubeconfig(&opts.kubeconfig).await?;
+    // The agents' HTTPS API accepts client certificates of the cluster CA.
+    let client_ca = cluster_ca(&opts.kubeconfig).await?;
     // Nodes start in parallel (each waits for its own containerd).
     let starts: Vec<_> = agent_configs(opts, containerd_address)
         .into_iter()
-        .map(|config| {
+        .map(|mut config| {
+            config.server_port = 0;
+            config.client_ca = client_ca.clone();
             // A node stopped before the cluster restarted starts again.
             let _ = std::fs::remove_file(stop_marker(&config.data_dir));
             let client = client.clone();
@@ -152,6 +156,17 @@ async fn supervise(client: kube::Client, mut agent: kubelet::Agent) {
         };
         println!("skiff: node {name} started");
     }
+}
+
+/// The cluster CA (DER) of a kubeconfig.
+async fn cluster_ca(kubeconfig: &Path) -> Result<Option<Vec<Vec<u8>>>> {
+    let file = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("cannot read the kubeconfig {}", kubeconfig.display()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+            .await
+            .context("invalid kubeconfig")?;
+    Ok(config.root_cert)
 }
 
 #[cfg(test)]

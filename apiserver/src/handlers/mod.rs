@@ -2,6 +2,7 @@
 //! method to the read, write and subresource handlers.
 
 mod delete;
+mod pod_log;
 mod read;
 mod services;
 mod subresource;
@@ -49,6 +50,8 @@ pub struct ApiState {
     pub config: Arc<HandlerConfig>,
     pub openapi: Arc<openapi::OpenApiCache>,
     pub namespaces: crate::namespaces::NamespaceCache,
+    /// The node agents (pods/log, metrics APIs).
+    pub agents: Arc<crate::metrics_api::Agents>,
 }
 
 /// The whole API as an axum router (authentication and metrics layers are
@@ -193,6 +196,9 @@ async fn named(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if let Some(response) = crate::metrics_api::route(&state, &method, &rest, uri.query()).await {
+        return response;
+    }
     dispatch(state, false, method, rest, uri, headers, body).await
 }
 

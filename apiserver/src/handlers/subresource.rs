@@ -1,5 +1,5 @@
-//! Subresources: `status`, `scale`, `binding`, `eviction`, and a namespace's
-//! `finalize`.
+//! Subresources: `status`, `scale`, `binding`, `eviction`, a pod's `log`
+//! (see [`super::pod_log`]), and a namespace's `finalize`.
 
 use axum::body::Bytes;
 use axum::http::{Method, StatusCode};
@@ -47,6 +47,9 @@ pub(crate) async fn handle(
         ("eviction", &Method::POST) if s.eviction => evict(ctx, name, body)
             .await
             .map(IntoResponse::into_response),
+        ("log", &Method::GET) if ctx.def.kind == "Pod" && ctx.def.group.is_empty() => {
+            super::pod_log::pod_log(ctx, name).await
+        }
         ("finalize", &Method::PUT) if ctx.def.kind == "Namespace" => {
             finalize_namespace(ctx, name, body)
                 .await

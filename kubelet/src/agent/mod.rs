@@ -82,6 +82,14 @@ pub struct AgentConfig {
     pub cluster_dns: Option<String>,
     /// The cluster domain (kubelet `--cluster-domain`, `cluster.local`).
     pub cluster_domain: String,
+    /// Port of the agent's HTTPS API on `host_ip` (0 = ephemeral); after
+    /// start, the actual port, reported in `daemonEndpoints`.
+    pub server_port: u16,
+    /// The cluster CA (DER) that client certificates of the agent's API
+    /// must chain to; `None` leaves the API off (port 0 is reported).
+    pub client_ca: Option<Vec<Vec<u8>>>,
+    /// Per-pod request counters of the service proxy, served as rates.
+    pub request_counters: Option<Arc<dyn crate::stats::RequestCounters>>,
 }
 
 impl AgentConfig {
@@ -109,6 +117,9 @@ impl AgentConfig {
             crash_loop_backoff: BackoffConfig::default(),
             cluster_dns: None,
             cluster_domain: "cluster.local".to_string(),
+            server_port: 0,
+            client_ca: None,
+            request_counters: None,
         }
     }
 
@@ -157,6 +168,9 @@ pub enum AgentError {
     /// The runtime could not be set up.
     #[error(transparent)]
     Runtime(#[from] crate::containerd::runtime::ContainerdRuntimeError),
+    /// The agent's HTTPS API could not start.
+    #[error(transparent)]
+    Server(#[from] crate::server::ServerError),
     /// The Node or its Lease could not be registered.
     #[error("cannot register node {node}: {source}")]
     Register {
@@ -174,6 +188,7 @@ pub struct Agent {
     config: AgentConfig,
     runtime: Arc<ContainerdRuntime>,
     images: Option<images::ImageDir>,
+    server: Option<crate::server::Server>,
     // Dropped with the agent: containerd gets SIGTERM; containers keep
     // running (their shims outlive it) and are re-adopted next start.
     _containerd: Option<ManagedContainerd>,
@@ -190,7 +205,7 @@ impl std::fmt::Debug for Agent {
 impl Agent {
     /// Checks the machine, starts containerd, imports images and registers
     /// the Node and its Lease.
-    pub async fn start(client: Client, config: AgentConfig) -> Result<Self, AgentError> {
+    pub async fn start(client: Client, mut config: AgentConfig) -> Result<Self, AgentError> {
         let daemon = DaemonConfig::new(&config.data_dir);
         let managed_binary = config
             .containerd_address
@@ -240,6 +255,7 @@ impl Agent {
             )
             .await?,
         );
+        let server = start_server(&mut config).await?;
         let register = |source| AgentError::Register {
             node: config.node_name.clone(),
             source,
@@ -256,6 +272,7 @@ impl Agent {
             config,
             runtime,
             images,
+            server,
             _containerd: containerd,
         })
     }
@@ -273,6 +290,7 @@ impl Agent {
             config,
             runtime,
             images,
+            server,
             _containerd,
         } = self;
         let version = runtime.version().to_string();
@@ -291,6 +309,7 @@ impl Agent {
             () = renew_lease_forever(client.clone(), config.clone()) => {}
             () = node::update_forever(client.clone(), config.clone(), version) => {}
             () = rescans => {}
+            () = serve_stats(&config, runtime.clone(), server) => {}
             () = pods::PodManager::new(client, context, runtime).run() => {}
         }
     }
@@ -300,6 +319,62 @@ impl Agent {
 pub async fn run(client: Client, config: AgentConfig) -> Result<(), AgentError> {
     Agent::start(client, config).await?.run().await;
     Ok(())
+}
+
+/// Binds the agent's HTTPS API (when a client CA is configured) and
+/// records its actual port in `config.server_port`.
+async fn start_server(
+    config: &mut AgentConfig,
+) -> Result<Option<crate::server::Server>, AgentError> {
+    let Some(client_ca) = config.client_ca.clone() else {
+        tracing::warn!(node = %config.node_name, "no client CA: the agent's API (logs, stats) is off");
+        config.server_port = 0;
+        return Ok(None);
+    };
+    let ip: std::net::IpAddr = config
+        .host_ip
+        .parse()
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let server = crate::server::Server::bind(crate::server::ServerConfig {
+        bind: std::net::SocketAddr::new(ip, config.server_port),
+        names: vec![config.host_ip.clone(), config.node_name.clone()],
+        client_ca,
+        logs_root: config.data_dir.join("logs").join("pods"),
+    })
+    .await?;
+    config.server_port = server.local_addr().port();
+    Ok(Some(server))
+}
+
+/// Samples container stats every second and serves the agent's API.
+async fn serve_stats(
+    config: &AgentConfig,
+    runtime: Arc<ContainerdRuntime>,
+    server: Option<crate::server::Server>,
+) {
+    let runtime_config = ContainerdRuntimeConfig::new(&config.data_dir);
+    let source: Arc<dyn crate::stats::ContainerSource> = Arc::new(
+        crate::stats::RuntimeSource::new(runtime, &runtime_config.cgroup_parent),
+    );
+    let stats_config = crate::stats::StatsConfig {
+        node_name: config.node_name.clone(),
+        interval: Duration::from_secs(1),
+        cgroups: crate::stats::cgroup::CgroupReader::new(
+            Path::new("/sys/fs/cgroup"),
+            runtime_config.cgroup_version,
+        ),
+    };
+    let (sampler, handle) = crate::stats::Sampler::new(
+        stats_config,
+        source.clone(),
+        config.request_counters.clone(),
+    );
+    match server {
+        Some(server) => {
+            tokio::join!(sampler.run(), server.serve(handle, source));
+        }
+        None => sampler.run().await,
+    }
 }
 
 /// Renews the node's Lease every `lease_renew_interval` (recreating it if

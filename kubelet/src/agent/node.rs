@@ -171,7 +171,9 @@ pub fn status(config: &AgentConfig, machine: &Machine, runtime_version: &str) ->
             },
         ]),
         daemon_endpoints: Some(NodeDaemonEndpoints {
-            kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }),
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(config.server_port),
+            }),
         }),
         node_info: Some(NodeSystemInfo {
             architecture: arch,

@@ -110,8 +110,9 @@ pub(crate) fn status(config: &SimConfig, node: &SimNode, runtime_version: &str) 
                 address: node.name.clone(),
             },
         ]),
+        // No agent API (logs, stats): port 0 tells the API server to skip it.
         daemon_endpoints: Some(NodeDaemonEndpoints {
-            kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }),
+            kubelet_endpoint: Some(DaemonEndpoint { port: 0 }),
         }),
         node_info: Some(NodeSystemInfo {
             architecture: config.arch.clone(),
