@@ -77,9 +77,12 @@ pub struct MetricIdentifier {
 /// Why a metric could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
-    /// The API request failed (including a metrics API that is not served).
-    #[error("{0}")]
-    Api(#[from] kube::Error),
+    /// The resource metrics API failed (or is not served).
+    #[error("unable to fetch metrics from resource metrics API: {}", message(.0))]
+    ResourceApi(#[source] kube::Error),
+    /// The custom metrics API failed (or is not served).
+    #[error("unable to fetch metrics from custom metrics API: {}", message(.0))]
+    CustomApi(#[source] kube::Error),
     /// The request could not be built.
     #[error("invalid metrics request: {0}")]
     Request(#[from] http::Error),
@@ -121,6 +124,14 @@ pub trait MetricsSource: Send + Sync {
         metric: &'a str,
         metric_selector: &'a str,
     ) -> BoxFuture<'a, Result<MetricValueList, MetricsError>>;
+}
+
+/// An API error as Kubernetes prints it: the Status message alone.
+pub fn message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
+        e => e.to_string(),
+    }
 }
 
 /// The default window when a custom metric reports none (upstream's
@@ -219,9 +230,13 @@ impl ApiMetrics {
         Self { client }
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(&self, path: String) -> Result<T, MetricsError> {
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path: String,
+        api: fn(kube::Error) -> MetricsError,
+    ) -> Result<T, MetricsError> {
         let request = http::Request::get(path).body(Vec::new())?;
-        Ok(self.client.request::<T>(request).await?)
+        self.client.request::<T>(request).await.map_err(api)
     }
 }
 
@@ -272,7 +287,7 @@ impl MetricsSource for ApiMetrics {
                 segment(namespace),
                 query(&[("labelSelector", selector)])
             );
-            let list: PodMetricsList = self.get(path).await?;
+            let list: PodMetricsList = self.get(path, MetricsError::ResourceApi).await?;
             if list.items.is_empty() {
                 return Err(MetricsError::NoResourceMetrics);
             }
@@ -297,7 +312,7 @@ impl MetricsSource for ApiMetrics {
                     ("metricLabelSelector", metric_selector)
                 ])
             );
-            self.get(path).await
+            self.get(path, MetricsError::CustomApi).await
         })
     }
 
@@ -319,7 +334,7 @@ impl MetricsSource for ApiMetrics {
                 segment(metric),
                 query(&[("metricLabelSelector", metric_selector)])
             );
-            self.get(path).await
+            self.get(path, MetricsError::CustomApi).await
         })
     }
 }

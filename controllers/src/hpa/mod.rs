@@ -111,6 +111,7 @@ struct Memory {
     uid: Option<String>,
     history: History,
     warned: HashMap<&'static str, Instant>,
+    last_error: Option<String>,
     seen: Instant,
 }
 
@@ -137,6 +138,7 @@ impl Context {
                 uid,
                 history: History::default(),
                 warned: HashMap::new(),
+                last_error: None,
                 seen: now,
             },
         }
@@ -234,7 +236,7 @@ async fn sync_with(
         Ok(resource) => scale::get(&ctx.client, &resource, ns, &target.name)
             .await
             .map(|s| (resource, s))
-            .map_err(|e| e.to_string()),
+            .map_err(|e| metrics::message(&e)),
         Err(e) => Err(e.to_string()),
     };
     let (resource, current_scale) = match got {
@@ -258,7 +260,7 @@ async fn sync_with(
                 format!("the HPA controller was unable to get the target's current scale: {e}"),
                 now,
             );
-            tracing::warn!(error = %e, "cannot read the target's scale");
+            log_error(memory, Some(format!("cannot read the target's scale: {e}")));
             return write_status(ctx, hpa, ns, &status).await;
         }
     };
@@ -303,7 +305,7 @@ async fn sync_with(
         let result = scale::update(&ctx.client, &resource, ns, &current_scale, desired)
             .await
             .map(|_| ())
-            .map_err(|e| e.to_string());
+            .map_err(|e| metrics::message(&e));
         if result.is_ok() {
             tracing::info!(current = plan.current, desired, reason = %plan.reason, "rescaled");
         }
@@ -312,10 +314,21 @@ async fn sync_with(
     for e in std::mem::take(&mut plan.events) {
         publish(ctx, memory, hpa, e.type_, e.reason, e.message, instant);
     }
-    if let Some(error) = &plan.error {
-        tracing::warn!(%error, "autoscaling is impaired");
-    }
+    log_error(memory, plan.error.take());
     write_status(ctx, hpa, ns, &plan.status).await
+}
+
+/// Logs a sync's error at warn level when it changes, not at every sync.
+fn log_error(memory: &mut Memory, error: Option<String>) {
+    match &error {
+        Some(e) if memory.last_error.as_ref() != Some(e) => {
+            tracing::warn!(error = %e, "autoscaling is impaired");
+        }
+        Some(e) => tracing::debug!(error = %e, "autoscaling is impaired"),
+        None if memory.last_error.is_some() => tracing::info!("autoscaling recovered"),
+        None => {}
+    }
+    memory.last_error = error;
 }
 
 /// Records an event; a warning with the same reason as one recorded less
