@@ -368,6 +368,10 @@ pub fn selector_string(selector: Option<&LabelSelector>) -> String {
 }
 
 #[cfg(test)]
+#[path = "metrics_api_tests.rs"]
+mod api_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
