@@ -13,19 +13,23 @@ use e2e::{Cluster, ClusterOptions};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Event;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 fn cluster() -> Result<Cluster> {
+    cluster_syncing_every("1s")
+}
+
+fn cluster_syncing_every(period: &str) -> Result<Cluster> {
     Cluster::start(ClusterOptions {
         nodes: 1,
         runtime: "sim",
         extra_args: vec![
             "--horizontal-pod-autoscaler-sync-period".into(),
-            "1s".into(),
+            period.into(),
         ],
     })
 }
@@ -281,5 +285,36 @@ async fn an_hpa_on_a_missing_target_reports_failed_get_scale() -> Result<()> {
     // Once the target exists the HPA picks it up on its own.
     create_deployment(&client, "ghost", 5).await?;
     wait_for_replicas(&client, "ghost", 3).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hpa_spec_change_is_acted_on_at_once_not_at_the_next_sync() -> Result<()> {
+    // A sync period far longer than the wait below: only the watch on the
+    // HPA's spec can make the controller act in time.
+    let c = cluster_syncing_every("60s")?;
+    let client = c.client().await?;
+    create_deployment(&client, "quick", 1).await?;
+    create_hpa(&client, "quick", 2, 5, cpu_metric()).await?;
+    wait_for_replicas(&client, "quick", 2).await?;
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), "default");
+    let started = Instant::now();
+    api.patch(
+        "quick",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"minReplicas": 4}})),
+    )
+    .await?;
+    if let Err(e) = wait_for_replicas(&client, "quick", 4).await {
+        let logs = c.logs();
+        let hpa_lines: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("hpa") || l.contains("autoscal") || l.contains("quick"))
+            .collect();
+        eprintln!("{}", hpa_lines.join("\n"));
+        return Err(e);
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "took {took:?}");
     Ok(())
 }

@@ -302,7 +302,7 @@ async fn sync_with(
     };
     let mut plan = decide(inputs, &mut memory.history).await;
     if let Some(desired) = plan.rescale {
-        let result = scale::update(&ctx.client, &resource, ns, &current_scale, desired)
+        let result = scale::update(&ctx.client, &resource, ns, &target.name, desired)
             .await
             .map(|_| ())
             .map_err(|e| metrics::message(&e));
