@@ -2,8 +2,8 @@
 //! Kubernetes' `pkg/controller/podautoscaler`.
 //!
 //! Every `sync_period`, and at once when an HPA's spec changes, each HPA
-//! reads its target's `scale` subresource, lists the pods of the Scale's
-//! `status.selector`, reads metrics through the API
+//! reads its target's `scale` subresource, takes the pods of the Scale's
+//! `status.selector` from a pod watch, reads metrics through the API
 //! (`metrics.k8s.io/v1beta1` PodMetrics and `custom.metrics.k8s.io/v1beta2`,
 //! see [`metrics`]), proposes a size per metric ([`replicas`]), takes the
 //! largest, applies `behavior` ([`behavior`]) and the min/max bounds, writes
@@ -20,6 +20,7 @@ pub mod metrics;
 mod quantity;
 pub mod replicas;
 mod scale;
+mod selector;
 mod status;
 #[cfg(test)]
 mod testing;
@@ -33,19 +34,22 @@ use futures::StreamExt;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::{reflector, watcher, PredicateConfig, WatchStreamExt};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, PredicateConfig, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use tokio::time::Instant;
 use tracing::{info_span, Instrument};
 
 use crate::events::{EventType, Recorder};
 use crate::podutil;
+use crate::podwatch::watch_pods;
 use behavior::History;
 use decide::{decide, Inputs, Pods};
 use metrics::{ApiMetrics, MetricsSource};
 use replicas::Calculator;
+use selector::Selector;
 use status::{set_condition, ABLE_TO_SCALE};
 
 /// Settings of the HPA controller (Kubernetes' kube-controller-manager
@@ -54,8 +58,13 @@ use status::{set_condition, ABLE_TO_SCALE};
 pub struct Config {
     /// How often each HPA is reconciled (`--horizontal-pod-autoscaler-sync-period`).
     /// Kubernetes uses 15 s; skiff defaults to 1 s so a metric change is
-    /// acted on within about a second. One sync costs a Scale GET, a pod
-    /// LIST and one metrics GET per metric.
+    /// acted on within about a second. One sync costs a Scale GET and one
+    /// metrics GET per metric (pods come from a watch). Measured
+    /// 2026-11-22 (debug build, 2 cores, `skiff up --runtime sim`, 50
+    /// Deployments each with a cpu HPA, metrics API not served): the skiff
+    /// process used 0.06 core at 1 s against 0.002 core without HPAs, i.e.
+    /// about 1.2 ms of CPU per HPA sync; listing pods through the API on
+    /// every sync instead cost 0.24 core.
     pub sync_period: Duration,
     /// Changes of the usage ratio within this fraction of 1.0 are ignored
     /// (`--horizontal-pod-autoscaler-tolerance`, 0.1).
@@ -101,9 +110,12 @@ impl Config {
 /// What can go wrong reconciling one HPA; it is retried after the sync period.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An API request (pods list, status write) failed.
+    /// An API request (the status write) failed.
     #[error("API request failed: {0}")]
     Api(#[from] kube::Error),
+    /// The pod store's writer went away (the pod watch ended).
+    #[error("the pod store is gone")]
+    StoreGone,
 }
 
 /// Per-HPA memory between syncs.
@@ -120,6 +132,8 @@ const FORGET_AFTER: Duration = Duration::from_secs(600);
 
 struct Context {
     client: Client,
+    /// Every pod, from one watch (Kubernetes' pod lister).
+    pods: Store<Pod>,
     config: Config,
     metrics: Arc<dyn MetricsSource>,
     recorder: Recorder,
@@ -155,9 +169,11 @@ impl Context {
 pub async fn run(client: Client, config: &crate::Config) {
     let config = config.horizontal_pod_autoscaler.clone();
     let metrics: Arc<dyn MetricsSource> = Arc::new(ApiMetrics::new(client.clone()));
+    let (pods, pod_events) = watch_pods(client.clone(), None);
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), "horizontal-pod-autoscaler"),
         client: client.clone(),
+        pods,
         config,
         metrics,
         memory: Mutex::new(HashMap::new()),
@@ -172,10 +188,15 @@ pub async fn run(client: Client, config: &crate::Config) {
         .reflect(writer)
         .applied_objects()
         .predicate_filter(spec_hash, PredicateConfig::default());
-    Controller::for_stream(changes, reader)
+    let controller = Controller::for_stream(changes, reader)
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
-        .await;
+        .for_each(|_| futures::future::ready(()));
+    // Pod changes only feed the store: each HPA reads it at its next sync.
+    let pod_watch = pod_events.for_each(|_| futures::future::ready(()));
+    tokio::select! {
+        () = controller => {}
+        () = pod_watch => {}
+    }
 }
 
 fn spec_hash(hpa: &HorizontalPodAutoscaler) -> Option<u64> {
@@ -269,22 +290,31 @@ async fn sync_with(
         .as_ref()
         .and_then(|s| s.selector.clone())
         .unwrap_or_default();
-    let listed;
-    let invalid;
+    let listed: Vec<Pod>;
+    let invalid: String;
     let pods = if selector.is_empty() {
         Pods::MissingSelector
     } else {
-        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-        match api.list(&ListParams::default().labels(&selector)).await {
-            Ok(list) => {
-                listed = list.items;
+        match Selector::parse(&selector) {
+            Ok(parsed) => {
+                ctx.pods
+                    .wait_until_ready()
+                    .await
+                    .map_err(|_| Error::StoreGone)?;
+                listed = ctx
+                    .pods
+                    .state()
+                    .iter()
+                    .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
+                    .filter(|p| parsed.matches(p.labels()))
+                    .map(|p| Pod::clone(p))
+                    .collect();
                 Pods::Listed(&listed)
             }
-            Err(kube::Error::Api(s)) if s.code == 400 => {
-                invalid = s.message;
+            Err(e) => {
+                invalid = e.to_string();
                 Pods::InvalidSelector(&invalid)
             }
-            Err(e) => return Err(e.into()),
         }
     };
     let behavior = spec.behavior.as_ref();
