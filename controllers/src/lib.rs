@@ -1,6 +1,6 @@
 //! skiff's controller manager: ReplicaSets, Deployments, DaemonSets, Jobs,
-//! garbage collection, namespace and node lifecycle, taint eviction, and
-//! Endpoints/EndpointSlices.
+//! garbage collection, namespace and node lifecycle, taint eviction,
+//! Endpoints/EndpointSlices, and HorizontalPodAutoscalers.
 //!
 //! Owns: one reconcile loop per controller, built on `kube-runtime`. Talks to
 //! the cluster only through the Kubernetes API with `kube`; it must never depend
@@ -13,6 +13,7 @@ pub mod endpoints;
 mod events;
 mod expectations;
 pub mod gc;
+pub mod hpa;
 pub mod job;
 pub mod namespace;
 pub mod nodelifecycle;
@@ -37,6 +38,8 @@ pub struct Config {
     pub expectations_timeout: Duration,
     /// Pause before restarting a controller whose loop ended or failed.
     pub restart_backoff: Duration,
+    /// The HorizontalPodAutoscaler controller's settings.
+    pub horizontal_pod_autoscaler: hpa::Config,
 }
 
 impl Default for Config {
@@ -45,6 +48,7 @@ impl Default for Config {
             node_monitor_grace_period: Duration::from_secs(40),
             expectations_timeout: Duration::from_secs(300),
             restart_backoff: Duration::from_secs(1),
+            horizontal_pod_autoscaler: hpa::Config::default(),
         }
     }
 }
@@ -87,6 +91,7 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
     spawn!("endpoints", endpoints::run);
     spawn!("daemonset", daemonset::run);
     spawn!("job", job::run);
+    spawn!("horizontal-pod-autoscaler", hpa::run);
     for (name, task) in tasks {
         task.await.map_err(|source| Error::Task { name, source })?;
     }
