@@ -365,6 +365,24 @@ spec:
         Ok((condition(&pod, "Ready").as_deref() == Some("False")).then_some(pod))
     })?;
     eprintln!("Ready=False {:?} after Ready=True", became_ready.elapsed());
+    // The file goes 15 s after the container started; 2 failed periods of
+    // 1 s later the kubelet must have written Ready=False (seconds
+    // resolution and a loaded machine: allow 4 s more).
+    let started_at = status(&unready)
+        .and_then(|s| s.state.as_ref()?.running.as_ref()?.started_at.clone())
+        .context("startedAt")?;
+    let flipped_at = unready
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .and_then(|c| c.last_transition_time.clone())
+        .context("Ready lastTransitionTime")?;
+    let lag = flipped_at.0.as_second() - started_at.0.as_second();
+    assert!(
+        (15..=21).contains(&lag),
+        "Ready=False written {lag}s after the container started (file removed at 15s)"
+    );
     assert_eq!(
         condition(&unready, "ContainersReady").as_deref(),
         Some("False")
