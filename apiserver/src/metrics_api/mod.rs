@@ -23,6 +23,12 @@ use crate::nodeclient::{is_ready, NodeClient, NodeEndpoint};
 use crate::selector::LabelSelector;
 use crate::watchcache::decode_object;
 
+mod custom;
+mod discovery;
+
+use custom::custom_metrics;
+pub use discovery::{aggregated_resources, resource_list};
+
 /// The resource metrics group.
 pub const METRICS_GROUP: &str = "metrics.k8s.io";
 /// The custom metrics group.
@@ -532,228 +538,6 @@ async fn pods_metrics(
     }
 }
 
-/// One `MetricValue` of the custom metrics API.
-fn metric_value(
-    kind: &str,
-    namespace: &str,
-    name: &str,
-    metric: &str,
-    value: f64,
-    time: &str,
-) -> Value {
-    json!({
-        "describedObject": {"kind": kind, "namespace": namespace, "name": name, "apiVersion": "/v1"},
-        "metric": {"name": metric},
-        "timestamp": time,
-        "windowSeconds": 1,
-        "value": rate_quantity(value),
-    })
-}
-
-/// Per `(namespace, pod)`: the metric summed over every node's report.
-fn rates_by_pod(stats: &[RequestStats], metric: &str) -> HashMap<(String, String), f64> {
-    let mut out: HashMap<(String, String), f64> = HashMap::new();
-    for node in stats {
-        for pod in &node.pods {
-            let value = if metric == "errors_per_second" {
-                pod.errors_per_second
-            } else {
-                pod.requests_per_second
-            };
-            *out.entry((pod.namespace.clone(), pod.name.clone()))
-                .or_default() += value;
-        }
-    }
-    out
-}
-
-fn is_running(pod: &Value) -> bool {
-    pod["status"]["phase"] == "Running" && pod["metadata"]["deletionTimestamp"].is_null()
-}
-
-async fn custom_metrics(
-    state: &ApiState,
-    path: &[&str],
-    query: &HashMap<String, String>,
-) -> ApiResult<Value> {
-    let (ns, resource, name, metric) = match path {
-        ["namespaces", ns, resource @ ("pods" | "services"), name, metric] => {
-            (*ns, *resource, *name, *metric)
-        }
-        _ => return Err(ApiError::UnknownResource),
-    };
-    if !CUSTOM_METRICS.contains(&metric) {
-        return Err(ApiError::NotFound(Target::new(
-            CUSTOM_METRICS_GROUP,
-            metric,
-            name,
-        )));
-    }
-    let stats = state.agents.request_stats(state).await?;
-    let rates = rates_by_pod(&stats, metric);
-    let time = now();
-    let rate_of = |pod: &Value| {
-        let pod_name = pod["metadata"]["name"].as_str().unwrap_or_default();
-        rates
-            .get(&(ns.to_string(), pod_name.to_string()))
-            .copied()
-            .unwrap_or(0.0)
-    };
-    let pods = list(state, &format!("/registry/core/pods/{ns}/"), "pods").await?;
-    let items = match (resource, name) {
-        ("pods", "*") => {
-            let selector = selector(query)?;
-            pods.iter()
-                .filter(|p| is_running(p) && selector.matches_object(p))
-                .map(|p| {
-                    let pod_name = p["metadata"]["name"].as_str().unwrap_or_default();
-                    metric_value("Pod", ns, pod_name, metric, rate_of(p), &time)
-                })
-                .collect()
-        }
-        ("pods", pod_name) => {
-            let pod = pods
-                .iter()
-                .find(|p| p["metadata"]["name"] == pod_name)
-                .ok_or_else(|| ApiError::NotFound(Target::new("", "pods", pod_name)))?;
-            vec![metric_value(
-                "Pod",
-                ns,
-                pod_name,
-                metric,
-                rate_of(pod),
-                &time,
-            )]
-        }
-        (_, service_name) => {
-            let service = get(
-                state,
-                &format!("/registry/core/services/{ns}/{service_name}"),
-                Target::new("", "services", service_name),
-            )
-            .await?;
-            let selector: Vec<(String, String)> = service["spec"]["selector"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let total: f64 = pods
-                .iter()
-                .filter(|p| {
-                    !selector.is_empty()
-                        && is_running(p)
-                        && selector
-                            .iter()
-                            .all(|(k, v)| p["metadata"]["labels"][k].as_str() == Some(v.as_str()))
-                })
-                .map(rate_of)
-                .sum();
-            vec![metric_value(
-                "Service",
-                ns,
-                service_name,
-                metric,
-                total,
-                &time,
-            )]
-        }
-    };
-    Ok(json!({
-        "kind": "MetricValueList",
-        "apiVersion": "custom.metrics.k8s.io/v1beta2",
-        "metadata": {},
-        "items": items,
-    }))
-}
-
-struct VirtualResource {
-    name: &'static str,
-    kind: &'static str,
-    namespaced: bool,
-    verbs: &'static [&'static str],
-}
-
-fn resources(group: &str, version: &str) -> Option<Vec<VirtualResource>> {
-    match (group, version) {
-        (METRICS_GROUP, "v1beta1") => Some(vec![
-            VirtualResource {
-                name: "nodes",
-                kind: "NodeMetrics",
-                namespaced: false,
-                verbs: &["get", "list"],
-            },
-            VirtualResource {
-                name: "pods",
-                kind: "PodMetrics",
-                namespaced: true,
-                verbs: &["get", "list"],
-            },
-        ]),
-        (CUSTOM_METRICS_GROUP, "v1beta2") => Some(
-            ["pods", "services"]
-                .iter()
-                .flat_map(|r| {
-                    CUSTOM_METRICS.iter().map(move |m| VirtualResource {
-                        name: match (*r, *m) {
-                            ("pods", "requests_per_second") => "pods/requests_per_second",
-                            ("pods", _) => "pods/errors_per_second",
-                            (_, "requests_per_second") => "services/requests_per_second",
-                            _ => "services/errors_per_second",
-                        },
-                        kind: "MetricValueList",
-                        namespaced: true,
-                        verbs: &["get"],
-                    })
-                })
-                .collect(),
-        ),
-        _ => None,
-    }
-}
-
-/// The `APIResourceList` of a metrics group-version (legacy discovery).
-pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let resources: Vec<Value> = resources(group, version)?
-        .iter()
-        .map(|r| {
-            json!({
-                "name": r.name,
-                "singularName": "",
-                "namespaced": r.namespaced,
-                "kind": r.kind,
-                "verbs": r.verbs,
-            })
-        })
-        .collect();
-    Some(json!({
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": format!("{group}/{version}"),
-        "resources": resources,
-    }))
-}
-
-/// The aggregated-discovery resource entries of a metrics group-version
-/// (empty for other groups).
-pub fn aggregated_resources(group: &str, version: &str) -> Vec<Value> {
-    resources(group, version)
-        .unwrap_or_default()
-        .iter()
-        .map(|r| {
-            json!({
-                "resource": r.name,
-                "responseKind": {"group": group, "version": version, "kind": r.kind},
-                "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
-                "singularResource": "",
-                "verbs": r.verbs,
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -814,37 +598,9 @@ mod tests {
     }
 
     #[test]
-    fn request_rates_of_a_pod_are_summed_over_nodes() {
-        let node = |rps| RequestStats {
-            time: String::new(),
-            pods: vec![PodRequestRate {
-                namespace: "default".into(),
-                name: "web-1".into(),
-                requests_per_second: rps,
-                errors_per_second: 0.5,
-            }],
-        };
-        let rates = rates_by_pod(&[node(1.0), node(2.5)], "requests_per_second");
-        assert_eq!(rates[&("default".to_string(), "web-1".to_string())], 3.5);
-        let errors = rates_by_pod(&[node(1.0)], "errors_per_second");
-        assert_eq!(errors[&("default".to_string(), "web-1".to_string())], 0.5);
-    }
-
-    #[test]
     fn query_strings_are_percent_decoded() {
         let q = url_pairs("labelSelector=app%3Dweb%2Ctier+in+(a)&x");
         assert_eq!(q["labelSelector"], "app=web,tier in (a)");
         assert_eq!(q["x"], "");
-    }
-
-    #[test]
-    fn discovery_lists_pod_and_node_metrics_and_custom_metric_resources() {
-        let list = resource_list(METRICS_GROUP, "v1beta1").expect("served");
-        assert_eq!(list["resources"][1]["kind"], "PodMetrics");
-        let custom = aggregated_resources(CUSTOM_METRICS_GROUP, "v1beta2");
-        assert!(custom
-            .iter()
-            .any(|r| r["resource"] == "services/requests_per_second"));
-        assert!(resource_list("apps", "v1").is_none());
     }
 }
