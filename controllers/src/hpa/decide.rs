@@ -27,8 +27,10 @@ pub enum Pods<'a> {
     Listed(&'a [Pod]),
     /// The Scale has no `status.selector`.
     MissingSelector,
-    /// The selector does not parse (the API's message).
+    /// The selector does not parse (the parser's message).
     InvalidSelector(&'a str),
+    /// Other HPAs select some of the same pods (the message names them).
+    Ambiguous(&'a str),
 }
 
 /// An event to record on the HPA.
@@ -270,6 +272,19 @@ async fn for_metrics(
                 now,
             );
             plan.error = Some("selector is required".into());
+            return None;
+        }
+        Pods::Ambiguous(message) => {
+            plan.event(EventType::Warning, "AmbiguousSelector", message.to_string());
+            set_condition(
+                &mut plan.status,
+                SCALING_ACTIVE,
+                false,
+                "AmbiguousSelector",
+                message,
+                now,
+            );
+            plan.error = Some(message.to_string());
             return None;
         }
         Pods::InvalidSelector(e) => {
