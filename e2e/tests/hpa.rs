@@ -235,6 +235,19 @@ async fn an_hpa_raises_a_deployment_to_min_replicas_and_reports_missing_pods_met
         ]
     );
     assert!(table.contains("Deployment/web"), "{table}");
+    let described = c.kubectl(&["describe", "hpa", "web"])?;
+    for expected in [
+        "Min replicas:",
+        "AbleToScale",
+        "ScalingActive",
+        "FailedGetPodsMetric",
+        "SuccessfulRescale",
+    ] {
+        assert!(
+            described.contains(expected),
+            "no {expected:?} in:\n{described}"
+        );
+    }
     Ok(())
 }
 

@@ -460,3 +460,39 @@ async fn write_status(
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerStatus;
+
+    #[test]
+    fn only_spec_changes_trigger_an_immediate_sync() {
+        let hpa = testing::hpa(1, 5, vec![testing::cpu_utilization(50)]);
+        let mut status_only = hpa.clone();
+        status_only.status = Some(HorizontalPodAutoscalerStatus {
+            desired_replicas: 3,
+            ..Default::default()
+        });
+        status_only.metadata.resource_version = Some("42".into());
+        assert_eq!(spec_hash(&hpa), spec_hash(&status_only));
+        let mut spec_changed = hpa.clone();
+        if let Some(spec) = spec_changed.spec.as_mut() {
+            spec.min_replicas = Some(2);
+        }
+        assert_ne!(spec_hash(&hpa), spec_hash(&spec_changed));
+        let mut recreated = hpa.clone();
+        recreated.metadata.uid = Some("another".into());
+        assert_ne!(spec_hash(&hpa), spec_hash(&recreated));
+    }
+
+    #[test]
+    fn the_default_config_matches_kubernetes_except_the_sync_period() {
+        let c = Config::default();
+        assert_eq!(c.sync_period, Duration::from_secs(1));
+        assert_eq!(c.tolerance, 0.1);
+        assert_eq!(c.downscale_stabilization, Duration::from_secs(300));
+        assert_eq!(c.cpu_initialization_period, Duration::from_secs(300));
+        assert_eq!(c.initial_readiness_delay, Duration::from_secs(30));
+    }
+}
