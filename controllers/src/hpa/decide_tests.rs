@@ -378,7 +378,9 @@ async fn a_failed_scale_update_reports_failed_update_scale() {
 
 #[tokio::test(start_paused = true)]
 async fn the_object_metric_value_target_scales_by_ready_pods() {
-    use k8s_openapi::api::autoscaling::v2::{CrossVersionObjectReference, ObjectMetricSource};
+    use k8s_openapi::api::autoscaling::v2::{
+        CrossVersionObjectReference, MetricIdentifier, MetricTarget, ObjectMetricSource,
+    };
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     let pods = web_pods(2);
     let metrics = FakeMetrics::default();

@@ -16,6 +16,7 @@
 
 pub mod behavior;
 mod decide;
+mod metric;
 pub mod metrics;
 mod quantity;
 pub mod replicas;
