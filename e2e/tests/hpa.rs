@@ -235,6 +235,19 @@ async fn an_hpa_raises_a_deployment_to_min_replicas_and_reports_missing_pods_met
         ]
     );
     assert!(table.contains("Deployment/web"), "{table}");
+    let described = c.kubectl(&["describe", "hpa", "web"])?;
+    for expected in [
+        "Min replicas:",
+        "AbleToScale",
+        "ScalingActive",
+        "FailedGetPodsMetric",
+        "SuccessfulRescale",
+    ] {
+        assert!(
+            described.contains(expected),
+            "no {expected:?} in:\n{described}"
+        );
+    }
     Ok(())
 }
 
@@ -316,5 +329,36 @@ async fn an_hpa_spec_change_is_acted_on_at_once_not_at_the_next_sync() -> Result
     }
     let took = started.elapsed();
     assert!(took < Duration::from_secs(10), "took {took:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hpas_on_the_same_pods_report_an_ambiguous_selector() -> Result<()> {
+    let c = cluster()?;
+    let client = c.client().await?;
+    create_deployment(&client, "shared", 2).await?;
+    create_hpa(&client, "shared", 1, 5, cpu_metric()).await?;
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), "default");
+    let second: HorizontalPodAutoscaler = serde_json::from_value(json!({
+        "metadata": {"name": "shared-too"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "shared"},
+            "minReplicas": 1, "maxReplicas": 5, "metrics": [cpu_metric()]
+        }
+    }))?;
+    api.create(&PostParams::default(), &second).await?;
+    for name in ["shared", "shared-too"] {
+        wait_for_condition(&client, name, "ScalingActive", "False", "AmbiguousSelector").await?;
+    }
+    // Once one is gone the other computes again (and fails on metrics).
+    api.delete("shared-too", &Default::default()).await?;
+    wait_for_condition(
+        &client,
+        "shared",
+        "ScalingActive",
+        "False",
+        "FailedGetResourceMetric",
+    )
+    .await?;
     Ok(())
 }

@@ -378,7 +378,9 @@ async fn a_failed_scale_update_reports_failed_update_scale() {
 
 #[tokio::test(start_paused = true)]
 async fn the_object_metric_value_target_scales_by_ready_pods() {
-    use k8s_openapi::api::autoscaling::v2::{CrossVersionObjectReference, ObjectMetricSource};
+    use k8s_openapi::api::autoscaling::v2::{
+        CrossVersionObjectReference, MetricIdentifier, MetricTarget, ObjectMetricSource,
+    };
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     let pods = web_pods(2);
     let metrics = FakeMetrics::default();
@@ -450,4 +452,24 @@ async fn a_scale_down_is_held_by_the_stabilization_window_across_syncs() {
         plan.events[0].message,
         "New size: 1; reason: All metrics below target"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn pods_selected_by_several_hpas_make_the_selector_ambiguous() {
+    let message =
+        "pods by selector app=web are controlled by multiple HPAs: [default/other default/web]";
+    let plan = run(
+        &hpa(1, 10, vec![cpu_utilization(50)]),
+        2,
+        Pods::Ambiguous(message),
+        &FakeMetrics::default(),
+        &mut History::default(),
+    )
+    .await;
+    assert_eq!(plan.rescale, None);
+    assert_eq!(
+        reason_of(&plan, "ScalingActive"),
+        ("False".into(), "AmbiguousSelector".into())
+    );
+    assert_eq!(reasons(&plan), vec!["AmbiguousSelector"]);
 }

@@ -16,6 +16,7 @@
 
 pub mod behavior;
 mod decide;
+mod metric;
 pub mod metrics;
 mod quantity;
 pub mod replicas;
@@ -134,6 +135,10 @@ struct Context {
     client: Client,
     /// Every pod, from one watch (Kubernetes' pod lister).
     pods: Store<Pod>,
+    /// Every HPA (the controller's own store).
+    hpas: Store<HorizontalPodAutoscaler>,
+    /// The last selector each HPA synced with, by key, with the HPA's uid.
+    selectors: Mutex<HashMap<String, (Option<String>, Selector)>>,
     config: Config,
     metrics: Arc<dyn MetricsSource>,
     recorder: Recorder,
@@ -158,6 +163,36 @@ impl Context {
         }
     }
 
+    /// Records `key`'s selector and returns the other live HPAs of `ns`
+    /// whose last selector selects one of `pods` (upstream's
+    /// `hpasControllingPodsUnderSelector`).
+    fn other_hpas_selecting(
+        &self,
+        key: &str,
+        uid: Option<String>,
+        ns: &str,
+        selector: &Selector,
+        pods: &[Pod],
+    ) -> Vec<String> {
+        let mut all = self.selectors.lock().unwrap_or_else(|e| e.into_inner());
+        all.insert(key.to_string(), (uid, selector.clone()));
+        let alive = |other: &str, uid: &Option<String>| {
+            let name = other.split_once('/').map_or(other, |(_, n)| n);
+            self.hpas
+                .get(&reflector::ObjectRef::new(name).within(ns))
+                .is_some_and(|h| &h.metadata.uid == uid)
+        };
+        all.retain(|k, (uid, _)| k == key || !k.starts_with(&format!("{ns}/")) || alive(k, uid));
+        let mut others: Vec<String> = all
+            .iter()
+            .filter(|(k, _)| k.as_str() != key && k.starts_with(&format!("{ns}/")))
+            .filter(|(_, (_, sel))| pods.iter().any(|p| sel.matches(p.labels())))
+            .map(|(k, _)| k.clone())
+            .collect();
+        others.sort();
+        others
+    }
+
     fn put(&self, key: String, mut memory: Memory, now: Instant) {
         memory.seen = now;
         let mut all = self.memory.lock().unwrap_or_else(|e| e.into_inner());
@@ -170,7 +205,10 @@ pub async fn run(client: Client, config: &crate::Config) {
     let config = config.horizontal_pod_autoscaler.clone();
     let metrics: Arc<dyn MetricsSource> = Arc::new(ApiMetrics::new(client.clone()));
     let (pods, pod_events) = watch_pods(client.clone(), None);
+    let (reader, writer) = reflector::store();
     let ctx = Arc::new(Context {
+        hpas: reader.clone(),
+        selectors: Mutex::new(HashMap::new()),
         recorder: Recorder::new(client.clone(), "horizontal-pod-autoscaler"),
         client: client.clone(),
         pods,
@@ -179,7 +217,6 @@ pub async fn run(client: Client, config: &crate::Config) {
         memory: Mutex::new(HashMap::new()),
     });
     let api = Api::<HorizontalPodAutoscaler>::all(client);
-    let (reader, writer) = reflector::store();
     // Only spec changes (and new HPAs) trigger an immediate sync: the
     // controller's own status writes must not, or every sync would run
     // twice. (skiff's API server keeps no `generation` for HPAs.)
@@ -309,7 +346,20 @@ async fn sync_with(
                     .filter(|p| parsed.matches(p.labels()))
                     .map(|p| Pod::clone(p))
                     .collect();
-                Pods::Listed(&listed)
+                let key = podutil::key(&hpa.metadata);
+                let others = ctx.other_hpas_selecting(&key, hpa.uid(), ns, &parsed, &listed);
+                if others.is_empty() {
+                    Pods::Listed(&listed)
+                } else {
+                    let mut all = others;
+                    all.push(key);
+                    all.sort();
+                    invalid = format!(
+                        "pods by selector {selector} are controlled by multiple HPAs: [{}]",
+                        all.join(" ")
+                    );
+                    Pods::Ambiguous(&invalid)
+                }
             }
             Err(e) => {
                 invalid = e.to_string();
@@ -409,5 +459,41 @@ async fn write_status(
         Ok(_) => Ok(()),
         Err(e) if podutil::is_gone(&e) => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerStatus;
+
+    #[test]
+    fn only_spec_changes_trigger_an_immediate_sync() {
+        let hpa = testing::hpa(1, 5, vec![testing::cpu_utilization(50)]);
+        let mut status_only = hpa.clone();
+        status_only.status = Some(HorizontalPodAutoscalerStatus {
+            desired_replicas: 3,
+            ..Default::default()
+        });
+        status_only.metadata.resource_version = Some("42".into());
+        assert_eq!(spec_hash(&hpa), spec_hash(&status_only));
+        let mut spec_changed = hpa.clone();
+        if let Some(spec) = spec_changed.spec.as_mut() {
+            spec.min_replicas = Some(2);
+        }
+        assert_ne!(spec_hash(&hpa), spec_hash(&spec_changed));
+        let mut recreated = hpa.clone();
+        recreated.metadata.uid = Some("another".into());
+        assert_ne!(spec_hash(&hpa), spec_hash(&recreated));
+    }
+
+    #[test]
+    fn the_default_config_matches_kubernetes_except_the_sync_period() {
+        let c = Config::default();
+        assert_eq!(c.sync_period, Duration::from_secs(1));
+        assert_eq!(c.tolerance, 0.1);
+        assert_eq!(c.downscale_stabilization, Duration::from_secs(300));
+        assert_eq!(c.cpu_initialization_period, Duration::from_secs(300));
+        assert_eq!(c.initial_readiness_delay, Duration::from_secs(30));
     }
 }
