@@ -391,7 +391,10 @@ mod tests {
 
     fn profile(specs: &[&str]) -> Profile {
         Profile {
-            phases: specs.iter().map(|s| Phase::parse(s).expect("phase")).collect(),
+            phases: specs
+                .iter()
+                .map(|s| Phase::parse(s).expect("phase"))
+                .collect(),
         }
     }
 

@@ -8,291 +8,18 @@
 //! even when an assertion fails. The tests share one bridge name, so they
 //! run one at a time.
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use e2e::{wait_for, Cluster, ClusterOptions};
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
-use kubelet::cni::{short_uid, CniConfig, CniNetwork, PodNetwork, SandboxRef};
-use kubelet::containerd::test_image::{build_busybox_image, ArchiveFormat};
-use kubelet::containerd::{containers, labels, Connection};
-use kubelet::AgentConfig;
+use anyhow::{Context, Result};
+use e2e::containerd::{
+    condition, http_get, phase, pids_with_cmdline, running_and_ready, status, NodeCluster, IMAGE,
+};
+use e2e::wait_for;
+use k8s_openapi::api::core::v1::Pod;
+use kubelet::cni::short_uid;
 
-const NODE: &str = "skiff-node";
-const IMAGE: &str = "skiff-busybox:e2e";
-
-/// One cluster at a time: every test's node uses the same bridge.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn require_components() {
-    let required: &[(&[&str], &str)] = &[
-        (&["/usr/bin/containerd"], "containerd"),
-        (&["/usr/sbin/runc", "/usr/bin/runc"], "runc"),
-        (
-            &["/usr/lib/cni/bridge", "/opt/cni/bin/bridge"],
-            "containernetworking-plugins",
-        ),
-        (&["/bin/busybox", "/usr/bin/busybox"], "busybox-static"),
-    ];
-    for (paths, package) in required {
-        assert!(
-            paths.iter().any(|p| Path::new(p).exists()),
-            "{paths:?} not found: install Debian's `{package}` package"
-        );
-    }
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        == Some("0");
-    assert!(root, "the containerd e2e tests need root");
-}
-
-/// The nodes' configurations as `skiff up --nodes N` derives them.
-fn node_configs(data_dir: &Path, count: u32) -> Vec<AgentConfig> {
-    let nodes = data_dir.join("nodes");
-    if count == 1 {
-        return vec![AgentConfig::new(
-            NODE,
-            &nodes.join(NODE),
-            AgentConfig::index_for_name(NODE),
-        )];
-    }
-    (0..count)
-        .map(|i| {
-            let name = format!("{NODE}-{i}");
-            AgentConfig::new(&name, &nodes.join(&name), i)
-        })
-        .collect()
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-        .block_on(future)
-}
-
-/// PIDs of processes whose command line contains `needle` (the node's own
-/// containerd config path, so nothing else matches).
-fn pids_with_cmdline(needle: &str) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    String::from_utf8_lossy(&c)
-                        .replace('\0', " ")
-                        .contains(needle)
-                })
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
-/// A running cluster with containerd nodes, cleaned up on drop.
-struct Env {
-    cluster: Option<Cluster>,
-    node: AgentConfig,
-    nodes: Vec<AgentConfig>,
-    _serial: std::sync::MutexGuard<'static, ()>,
-}
-
-impl Env {
-    fn start() -> Result<Self> {
-        Self::start_nodes(1)
-    }
-
-    fn start_nodes(count: u32) -> Result<Self> {
-        Self::start_with(count, &[])
-    }
-
-    fn start_with(count: u32, extra_args: &[&str]) -> Result<Self> {
-        require_components();
-        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        let cluster = Cluster::start(ClusterOptions {
-            nodes: count,
-            runtime: "containerd",
-            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
-        })?;
-        let nodes = node_configs(cluster.data_dir.path(), count);
-        let env = Env {
-            cluster: Some(cluster),
-            node: nodes[0].clone(),
-            nodes,
-            _serial: serial,
-        };
-        // The image folder is rescanned: write under a temp name, then rename.
-        let images = env.data_dir().join("images");
-        std::fs::create_dir_all(&images)?;
-        let partial = images.join("busybox.tar.partial");
-        build_busybox_image(&partial, IMAGE, ArchiveFormat::OciLayout)?;
-        std::fs::rename(&partial, images.join("busybox.tar"))?;
-        env.wait_node_ready()?;
-        Ok(env)
-    }
-
-    fn cluster(&self) -> &Cluster {
-        self.cluster.as_ref().expect("cluster")
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.cluster().data_dir.path().to_path_buf()
-    }
-
-    fn wait_node_ready(&self) -> Result<()> {
-        for node in &self.nodes {
-            wait_for("the node to be Ready", Duration::from_secs(60), || {
-                let out = self.cluster().kubectl_output(&[
-                    "get",
-                    "node",
-                    &node.node_name,
-                    "-o",
-                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-                ])?;
-                Ok((String::from_utf8_lossy(&out.stdout) == "True").then_some(()))
-            })?;
-        }
-        Ok(())
-    }
-
-    fn pods(&self, selector: &str) -> Result<Vec<Pod>> {
-        let out = self
-            .cluster()
-            .kubectl(&["get", "pods", "-l", selector, "-o", "json"])?;
-        let list: serde_json::Value = serde_json::from_str(&out)?;
-        let items = list["items"].as_array().cloned().unwrap_or_default();
-        Ok(items
-            .into_iter()
-            .filter_map(|i| serde_json::from_value(i).ok())
-            .collect())
-    }
-
-    fn pod(&self, name: &str) -> Result<Pod> {
-        let out = self
-            .cluster()
-            .kubectl(&["get", "pod", name, "-o", "json"])?;
-        Ok(serde_json::from_str(&out)?)
-    }
-
-    fn apply(&self, yaml: &str) -> Result<()> {
-        let out = self.cluster().kubectl_stdin(&["apply", "-f", "-"], yaml)?;
-        if !out.status.success() {
-            bail!("kubectl apply: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(())
-    }
-
-    /// containerd records of a pod in the node's namespace.
-    fn containers_of(&self, uid: &str) -> Result<usize> {
-        let socket = self.node.data_dir.join("containerd/containerd.sock");
-        let namespace = self.node.containerd_namespace.clone();
-        let uid = uid.to_string();
-        block_on(async move {
-            let connection = Connection::connect(&socket, &namespace).await?;
-            let found = containers::list(&connection, Some((labels::POD_UID, &uid))).await?;
-            Ok::<_, anyhow::Error>(found.len())
-        })
-    }
-
-    /// UIDs of every pod the API knows (their sandboxes may hold an IP
-    /// and iptables rules even without containers).
-    fn all_pod_uids(&self) -> Vec<String> {
-        let Some(cluster) = self.cluster.as_ref() else {
-            return Vec::new();
-        };
-        let out = cluster
-            .kubectl(&[
-                "get",
-                "pods",
-                "-A",
-                "-o",
-                "jsonpath={.items[*].metadata.uid}",
-            ])
-            .unwrap_or_default();
-        out.split_whitespace().map(str::to_string).collect()
-    }
-
-    /// Removes everything the node created: containers (through its
-    /// containerd), pod networks, the netns, the bridge, and containerd.
-    fn clean_nodes(&self, api_uids: &[String]) {
-        for node in &self.nodes {
-            self.clean_node(node, api_uids.to_vec());
-        }
-    }
-
-    fn clean_node(&self, node: &AgentConfig, api_uids: Vec<String>) {
-        let socket = node.data_dir.join("containerd/containerd.sock");
-        let namespace = node.containerd_namespace.clone();
-        let cni = CniConfig::new(&node.data_dir, &node.bridge, &node.pod_cidr);
-        block_on(async move {
-            let network = CniNetwork::new(cni);
-            if let Ok(connection) = Connection::connect(&socket, &namespace).await {
-                let records = containers::list(&connection, None)
-                    .await
-                    .unwrap_or_default();
-                for record in records {
-                    let grace = Duration::from_millis(100);
-                    let _ = containers::stop(&connection, &record.id, grace).await;
-                    let _ = containers::remove(&connection, &record.id).await;
-                    if let Some(uid) = record.labels.get(labels::POD_UID) {
-                        let sandbox = SandboxRef {
-                            pod_uid: uid.clone(),
-                        };
-                        let _ = network.teardown(&sandbox).await;
-                    }
-                }
-            }
-            for pod_uid in api_uids {
-                let _ = network.teardown(&SandboxRef { pod_uid }).await;
-            }
-        });
-        // Sandboxes without containers left: their netns by name.
-        let state = node.data_dir.join("cni/pods");
-        for entry in std::fs::read_dir(&state).into_iter().flatten().flatten() {
-            if let Some(netns) = entry.path().file_stem().and_then(|s| s.to_str()) {
-                let _ = std::process::Command::new("ip")
-                    .args(["netns", "delete", netns])
-                    .output();
-            }
-        }
-        let config = node.data_dir.join("containerd/config.toml");
-        for pid in pids_with_cmdline(&config.display().to_string()) {
-            let pid = nix::unistd::Pid::from_raw(pid);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            for _ in 0..100 {
-                if nix::sys::signal::kill(pid, None).is_err() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        }
-        let _ = std::process::Command::new("ip")
-            .args(["link", "delete", &node.bridge])
-            .output();
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let api_uids = self.all_pod_uids();
-        if let Some(cluster) = self.cluster.as_mut() {
-            let _ = cluster.kill9();
-        }
-        self.clean_nodes(&api_uids);
-        // Dropping the cluster prints its log on failure and removes the dir.
-        self.cluster.take();
-    }
-}
+type Env = NodeCluster;
 
 fn deployment(name: &str, replicas: u32) -> String {
     format!(
@@ -337,27 +64,6 @@ spec:
     )
 }
 
-fn status(pod: &Pod) -> Option<&ContainerStatus> {
-    pod.status.as_ref()?.container_statuses.as_ref()?.first()
-}
-
-fn phase(pod: &Pod) -> &str {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("")
-}
-
-fn condition(pod: &Pod, kind: &str) -> Option<String> {
-    pod.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == kind)
-        .map(|c| c.status.clone())
-}
-
 fn waiting_reason(pod: &Pod) -> Option<String> {
     status(pod)?
         .state
@@ -366,21 +72,6 @@ fn waiting_reason(pod: &Pod) -> Option<String> {
         .as_ref()?
         .reason
         .clone()
-}
-
-fn running_and_ready(pod: &Pod) -> bool {
-    phase(pod) == "Running" && condition(pod, "Ready").as_deref() == Some("True")
-}
-
-fn http_get(ip: &str, port: u16) -> Result<String> {
-    use std::io::{Read, Write};
-    let address = format!("{ip}:{port}").parse()?;
-    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.write_all(b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n")?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body)?;
-    Ok(body)
 }
 
 fn netns_exists(uid: &str) -> bool {
@@ -546,11 +237,11 @@ fn a_kill_9_of_skiff_up_keeps_containers_running_and_a_restart_re_adopts_them() 
         .context("ip")?;
     let id = status(&before).and_then(|s| s.container_id.clone());
 
-    env.cluster.as_mut().context("cluster")?.kill9()?;
+    env.cluster_mut().kill9()?;
     let body = http_get(&ip, 8080).context("the pod stops serving when skiff dies")?;
     assert!(body.contains("hello from skiff"));
 
-    env.cluster.as_mut().context("cluster")?.restart()?;
+    env.cluster_mut().restart()?;
     env.wait_node_ready()?;
     // Give the restarted agent time to sync the pod, then compare.
     std::thread::sleep(Duration::from_secs(3));
@@ -570,7 +261,7 @@ fn a_kill_9_of_skiff_up_keeps_containers_running_and_a_restart_re_adopts_them() 
 
 #[test]
 fn two_nodes_run_pods_each_on_its_own_pod_cidr_and_bridge() -> Result<()> {
-    let env = Env::start_nodes(2)?;
+    let env = Env::start_with(2, &[])?;
     let out = env.cluster().kubectl(&[
         "get",
         "nodes",
@@ -715,7 +406,7 @@ fn skiff_down_removes_containers_networks_and_containerd_and_up_resumes_the_clus
     );
 
     // The next `up` on the same data dir has the same objects and runs them again.
-    env.cluster.as_mut().context("cluster")?.restart()?;
+    env.cluster_mut().restart()?;
     env.wait_node_ready()?;
     wait_for("2 pods Running again", Duration::from_secs(90), || {
         let pods = env.pods("app=keep")?;

@@ -12,245 +12,39 @@
 //! `flock /tmp/skiff-containerd-e2e.lock cargo test -p e2e --test node_api -- --test-threads=1`.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use e2e::{wait_for, Cluster, ClusterOptions};
-use kubelet::cni::{CniConfig, CniNetwork, PodNetwork, SandboxRef};
-use kubelet::containerd::test_image::{build_busybox_image, ArchiveFormat};
-use kubelet::containerd::{containers, labels, Connection};
-use kubelet::AgentConfig;
+use anyhow::{Context, Result};
+use e2e::containerd::{block_on, NodeCluster, IMAGE, NODE};
+use e2e::wait_for;
 
-const NODE: &str = "skiff-node";
-const IMAGE: &str = "skiff-busybox:e2e";
+type Env = NodeCluster;
 
-/// One cluster at a time: every test's node uses the same bridge.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn require_components() {
-    let required: &[(&[&str], &str)] = &[
-        (&["/usr/bin/containerd"], "containerd"),
-        (&["/usr/sbin/runc", "/usr/bin/runc"], "runc"),
-        (
-            &["/usr/lib/cni/bridge", "/opt/cni/bin/bridge"],
-            "containernetworking-plugins",
-        ),
-        (&["/bin/busybox", "/usr/bin/busybox"], "busybox-static"),
-        (&["/usr/bin/curl"], "curl"),
-    ];
-    for (paths, package) in required {
-        assert!(
-            paths.iter().any(|p| Path::new(p).exists()),
-            "{paths:?} not found: install Debian's `{package}` package"
-        );
-    }
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        == Some("0");
-    assert!(root, "the containerd e2e tests need root");
+/// Waits for pod `name` to be Running (not necessarily Ready).
+fn wait_running(env: &Env, pod: &str) -> Result<()> {
+    wait_for(
+        &format!("pod {pod} Running"),
+        Duration::from_secs(60),
+        || {
+            let phase = env.kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.phase}"])?;
+            Ok((phase == "Running").then_some(()))
+        },
+    )
 }
 
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-        .block_on(future)
-}
-
-/// PIDs of processes whose command line contains `needle`.
-fn pids_with_cmdline(needle: &str) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    String::from_utf8_lossy(&c)
-                        .replace('\0', " ")
-                        .contains(needle)
-                })
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
-/// A running cluster with one containerd node, cleaned up on drop.
-struct Env {
-    cluster: Option<Cluster>,
-    node: AgentConfig,
-    _serial: std::sync::MutexGuard<'static, ()>,
-}
-
-impl Env {
-    fn start() -> Result<Self> {
-        require_components();
-        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        let cluster = Cluster::start(ClusterOptions {
-            nodes: 1,
-            runtime: "containerd",
-            ..Default::default()
-        })?;
-        let node = AgentConfig::new(
-            NODE,
-            &cluster.data_dir.path().join("nodes").join(NODE),
-            AgentConfig::index_for_name(NODE),
-        );
-        let env = Env {
-            cluster: Some(cluster),
-            node,
-            _serial: serial,
-        };
-        let images = env.data_dir().join("images");
-        std::fs::create_dir_all(&images)?;
-        let partial = images.join("busybox.tar.partial");
-        build_busybox_image(&partial, IMAGE, ArchiveFormat::OciLayout)?;
-        std::fs::rename(&partial, images.join("busybox.tar"))?;
-        wait_for("the node to be Ready", Duration::from_secs(60), || {
-            let out = env.cluster().kubectl_output(&[
-                "get",
-                "node",
-                NODE,
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-            ])?;
-            Ok((String::from_utf8_lossy(&out.stdout) == "True").then_some(()))
-        })?;
-        Ok(env)
-    }
-
-    fn cluster(&self) -> &Cluster {
-        self.cluster.as_ref().expect("cluster")
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.cluster().data_dir.path().to_path_buf()
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Result<String> {
-        self.cluster().kubectl(args)
-    }
-
-    fn apply(&self, yaml: &str) -> Result<()> {
-        let out = self.cluster().kubectl_stdin(&["apply", "-f", "-"], yaml)?;
-        if !out.status.success() {
-            bail!("kubectl apply: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(())
-    }
-
-    fn wait_running(&self, pod: &str) -> Result<()> {
-        wait_for(
-            &format!("pod {pod} Running"),
-            Duration::from_secs(60),
-            || {
-                let phase = self.kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.phase}"])?;
-                Ok((phase == "Running").then_some(()))
-            },
-        )
-    }
-
-    /// The agent's port as the Node reports it.
-    fn agent_port(&self) -> Result<u16> {
-        let port = self.kubectl(&[
-            "get",
-            "node",
-            NODE,
-            "-o",
-            "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}",
-        ])?;
-        port.trim()
-            .parse()
-            .with_context(|| format!("daemonEndpoints port {port:?}"))
-    }
-
-    fn all_pod_uids(&self) -> Vec<String> {
-        let Some(cluster) = self.cluster.as_ref() else {
-            return Vec::new();
-        };
-        cluster
-            .kubectl(&[
-                "get",
-                "pods",
-                "-A",
-                "-o",
-                "jsonpath={.items[*].metadata.uid}",
-            ])
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_string)
-            .collect()
-    }
-
-    fn clean_node(&self, api_uids: Vec<String>) {
-        let node = &self.node;
-        let socket = node.data_dir.join("containerd/containerd.sock");
-        let namespace = node.containerd_namespace.clone();
-        let cni = CniConfig::new(&node.data_dir, &node.bridge, &node.pod_cidr);
-        block_on(async move {
-            let network = CniNetwork::new(cni);
-            if let Ok(connection) = Connection::connect(&socket, &namespace).await {
-                let records = containers::list(&connection, None)
-                    .await
-                    .unwrap_or_default();
-                for record in records {
-                    let grace = Duration::from_millis(100);
-                    let _ = containers::stop(&connection, &record.id, grace).await;
-                    let _ = containers::remove(&connection, &record.id).await;
-                    if let Some(uid) = record.labels.get(labels::POD_UID) {
-                        let sandbox = SandboxRef {
-                            pod_uid: uid.clone(),
-                        };
-                        let _ = network.teardown(&sandbox).await;
-                    }
-                }
-            }
-            for pod_uid in api_uids {
-                let _ = network.teardown(&SandboxRef { pod_uid }).await;
-            }
-        });
-        let state = node.data_dir.join("cni/pods");
-        for entry in std::fs::read_dir(&state).into_iter().flatten().flatten() {
-            if let Some(netns) = entry.path().file_stem().and_then(|s| s.to_str()) {
-                let _ = Command::new("ip").args(["netns", "delete", netns]).output();
-            }
-        }
-        let config = node.data_dir.join("containerd/config.toml");
-        for pid in pids_with_cmdline(&config.display().to_string()) {
-            let pid = nix::unistd::Pid::from_raw(pid);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            for _ in 0..100 {
-                if nix::sys::signal::kill(pid, None).is_err() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        }
-        let _ = Command::new("ip")
-            .args(["link", "delete", &node.bridge])
-            .output();
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let api_uids = self.all_pod_uids();
-        if let Some(cluster) = self.cluster.as_mut() {
-            let _ = cluster.kill9();
-        }
-        self.clean_node(api_uids);
-        self.cluster.take();
-    }
+/// The agent's port as the Node reports it.
+fn agent_port(env: &Env) -> Result<u16> {
+    let port = env.kubectl(&[
+        "get",
+        "node",
+        NODE,
+        "-o",
+        "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}",
+    ])?;
+    port.trim()
+        .parse()
+        .with_context(|| format!("daemonEndpoints port {port:?}"))
 }
 
 fn pod(name: &str, containers: &[(&str, &str)]) -> String {
@@ -284,7 +78,7 @@ fn kubectl_logs_reads_tails_and_follows_a_containers_output_from_its_node() -> R
         )],
     ))?;
     env.apply(&pod("two", &[("a", "sleep 3600"), ("b", "sleep 3600")]))?;
-    env.wait_running("logger")?;
+    wait_running(&env, "logger")?;
 
     let all = wait_for("five log lines", Duration::from_secs(30), || {
         let out = env.kubectl(&["logs", "logger"])?;
@@ -337,7 +131,7 @@ fn kubectl_logs_reads_tails_and_follows_a_containers_output_from_its_node() -> R
     assert!(numbers.len() >= 4, "follow streamed only {followed:?}");
     assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{followed:?}");
 
-    env.wait_running("two")?;
+    wait_running(&env, "two")?;
     // kubectl picks the first container itself; the API asks for a choice.
     let out = env.cluster().kubectl_output(&[
         "get",
@@ -360,8 +154,8 @@ fn kubectl_top_shows_a_busy_containers_cpu_and_memory_and_the_agent_requires_a_c
     let env = Env::start()?;
     env.apply(&pod("burner", &[("spin", "while true; do :; done")]))?;
     env.apply(&pod("idle", &[("sleep", "sleep 3600")]))?;
-    env.wait_running("burner")?;
-    env.wait_running("idle")?;
+    wait_running(&env, "burner")?;
+    wait_running(&env, "idle")?;
 
     let top = wait_for(
         "kubectl top pods to show burner above 100m",
@@ -486,7 +280,7 @@ fn kubectl_top_shows_a_busy_containers_cpu_and_memory_and_the_agent_requires_a_c
 
     // The agent itself: the API server's client certificate is accepted,
     // a client without one is refused during the TLS handshake.
-    let port = env.agent_port()?;
+    let port = agent_port(&env)?;
     assert!(port > 0);
     let url = format!("https://127.0.0.1:{port}/stats/summary");
     let pki = env.data_dir().join("pki");

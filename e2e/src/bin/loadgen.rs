@@ -76,7 +76,9 @@ pub fn render(summary: &Summary) -> String {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let profile = Profile { phases: args.phases.clone() };
+    let profile = Profile {
+        phases: args.phases.clone(),
+    };
     let deployments: Option<Api<Deployment>> = match (&args.kubeconfig, &args.deployment) {
         (Some(path), Some(_)) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
@@ -110,13 +112,21 @@ async fn main() -> Result<()> {
         }
     })
     .await?;
-    let summary = summarize(&profile, &seconds, args.capacity_replicas, args.min_replicas);
+    let summary = summarize(
+        &profile,
+        &seconds,
+        args.capacity_replicas,
+        args.min_replicas,
+    );
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create --out {}", args.out.display()))?;
     std::fs::write(args.out.join("timeline.csv"), to_csv(&seconds))?;
     let text = render(&summary);
     std::fs::write(args.out.join("summary.txt"), &text)?;
-    let plot = e2e::plot::svg(&[e2e::plot::Series { title: &args.title, seconds: &seconds }])?;
+    let plot = e2e::plot::svg(&[e2e::plot::Series {
+        title: &args.title,
+        seconds: &seconds,
+    }])?;
     std::fs::write(args.out.join("plot.svg"), plot)?;
     print!("{text}");
     Ok(())
