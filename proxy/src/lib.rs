@@ -95,6 +95,9 @@ impl Ipv4Cidr {
     }
 }
 
+/// The interface [`Config::new`] names.
+pub const DEFAULT_INTERFACE: &str = "skiff-svc";
+
 /// The proxy's configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -127,7 +130,7 @@ impl Config {
             service_cidr,
             cluster_dns_ip: service_cidr.nth(10),
             cluster_domain: "cluster.local".to_string(),
-            interface_name: "skiff-svc".to_string(),
+            interface_name: DEFAULT_INTERFACE.to_string(),
             node_port_bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             connect_timeout: Duration::from_secs(1),
             resync_period: Duration::from_secs(5),

@@ -4,6 +4,7 @@
 
 mod controllers;
 mod nodes;
+pub mod proxy;
 mod scheduler;
 
 use std::path::Path;
