@@ -253,4 +253,43 @@ mod tests {
         assert_eq!((live_pod.requests, live_pod.errors), (4, 4));
         assert!(pods.iter().all(|p| p.pod != "dead" || p.requests == 0));
     }
+
+    #[tokio::test]
+    async fn an_open_connection_drains_after_its_endpoint_is_removed_while_new_ones_are_refused() {
+        let live = http_server(200).await;
+        let counters = Counters::new();
+        let route = Arc::new(Route::new(
+            "default",
+            "web",
+            Backends::new(&[backend(live, "live")]),
+            &counters,
+        ));
+        let front = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let front_addr = front.local_addr().expect("addr");
+        let ctx = ConnContext {
+            counters: counters.clone(),
+            connect_timeout: Duration::from_secs(1),
+        };
+        tokio::spawn(accept_loop(front, route.clone(), ctx));
+        let mut open = TcpStream::connect(front_addr).await.expect("connect");
+        let mut buf = [0u8; 256];
+        open.write_all(b"GET / HTTP/1.1\r\n\r\n")
+            .await
+            .expect("write");
+        let n = open.read(&mut buf).await.expect("read");
+        assert!(buf[..n].ends_with(b"ok"));
+
+        route.set_backends(Backends::new(&[]));
+        // The open connection keeps its backend.
+        open.write_all(b"GET / HTTP/1.1\r\n\r\n")
+            .await
+            .expect("write");
+        let n = open.read(&mut buf).await.expect("read");
+        assert!(buf[..n].ends_with(b"ok"));
+        // A new one has nowhere to go and is closed.
+        let mut fresh = TcpStream::connect(front_addr).await.expect("connect");
+        let _ = fresh.write_all(b"GET / HTTP/1.1\r\n\r\n").await;
+        let n = fresh.read(&mut buf).await.unwrap_or(0);
+        assert_eq!(n, 0);
+    }
 }
