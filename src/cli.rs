@@ -109,6 +109,28 @@ pub struct UpArgs {
     /// An existing containerd socket to use instead of starting one.
     #[arg(long, value_name = "SOCKET")]
     pub containerd_address: Option<PathBuf>,
+    #[command(flatten)]
+    pub dns: ClusterDnsArgs,
+}
+
+/// Cluster DNS flags of the nodes (kubelet's names).
+#[derive(Debug, Clone, Args)]
+pub struct ClusterDnsArgs {
+    /// The cluster DNS server's IP (default: the service network + 10, e.g. 10.96.0.10).
+    #[arg(long, value_name = "IP")]
+    pub cluster_dns: Option<std::net::Ipv4Addr>,
+    /// The cluster domain Service names live under.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+}
+
+impl Default for ClusterDnsArgs {
+    fn default() -> Self {
+        Self {
+            cluster_dns: None,
+            cluster_domain: "cluster.local".to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -137,6 +159,11 @@ pub struct AgentArgs {
     /// An existing containerd socket to use instead of starting one.
     #[arg(long, value_name = "SOCKET")]
     pub containerd_address: Option<PathBuf>,
+    /// The server's Service ClusterIP range (for the node's service proxy).
+    #[arg(long, default_value = "10.96.0.0/16", value_parser = parse_service_cidr)]
+    pub service_cluster_ip_range: apiserver::allocator::ServiceCidr,
+    #[command(flatten)]
+    pub dns: ClusterDnsArgs,
 }
 
 #[derive(Debug, Clone, Args)]

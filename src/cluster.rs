@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine;
 
-use crate::cli::{AgentArgs, Cli, Command, ControlPlaneArgs, DownArgs, StoreKind, UpArgs};
+use crate::cli::{
+    AgentArgs, Cli, ClusterDnsArgs, Command, ControlPlaneArgs, DownArgs, Runtime, StoreKind, UpArgs,
+};
 
 /// Files of a cluster's data dir.
 pub struct DataDir {
@@ -256,6 +258,21 @@ async fn serve_control_plane(cp: &ControlPlaneArgs, up: Option<&UpArgs>) -> Resu
         &control_plane_identity(&dir),
     )
     .await?;
+    let dns = proxy_options(
+        &cp.service_cluster_ip_range,
+        up.map(|u| &u.dns).unwrap_or(&ClusterDnsArgs::default()),
+    )?;
+    crate::components::proxy::ensure_dns_service(&dir.kubeconfig(), dns.config().cluster_dns_ip)
+        .await?;
+    let mut service_proxy = None;
+    if up.is_some_and(|u| u.nodes > 0 && u.runtime == Runtime::Containerd) {
+        let running = crate::components::proxy::start(&dir.kubeconfig(), &dns).await?;
+        let counters = running.counters.clone();
+        server.metrics.add_collector(std::sync::Arc::new(move || {
+            crate::components::proxy::metrics_text(&counters)
+        }));
+        service_proxy = Some(running);
+    }
     if let Some(up) = up.filter(|u| u.nodes > 0) {
         let node_started = Instant::now();
         tasks.extend(
@@ -266,6 +283,12 @@ async fn serve_control_plane(cp: &ControlPlaneArgs, up: Option<&UpArgs>) -> Resu
                 name: "skiff-node".to_string(),
                 runtime: up.runtime,
                 containerd_address: up.containerd_address.clone(),
+                cluster_dns: Some(dns.config().cluster_dns_ip.to_string()),
+                cluster_domain: dns.cluster_domain.clone(),
+                request_counters: service_proxy.as_ref().map(|p| {
+                    std::sync::Arc::new(crate::components::proxy::AgentCounters(p.counters.clone()))
+                        as std::sync::Arc<dyn kubelet::RequestCounters>
+                }),
             })
             .await?,
         );
@@ -303,9 +326,31 @@ async fn serve_control_plane(cp: &ControlPlaneArgs, up: Option<&UpArgs>) -> Resu
     for t in &tasks {
         t.abort();
     }
+    if let Some(p) = service_proxy {
+        p.stop().await;
+    }
     server.shutdown().await;
     let _ = std::fs::remove_file(dir.pid());
     Ok(())
+}
+
+/// The proxy's options from the service range and the DNS flags.
+fn proxy_options(
+    cidr: &apiserver::allocator::ServiceCidr,
+    dns: &ClusterDnsArgs,
+) -> Result<crate::components::proxy::ProxyOptions> {
+    let service_cidr = proxy::Ipv4Cidr::parse(&cidr.to_string())
+        .ok_or_else(|| anyhow!("invalid service range {cidr}"))?;
+    if let Some(ip) = dns.cluster_dns {
+        if !service_cidr.contains(ip) {
+            bail!("--cluster-dns {ip} is outside --service-cluster-ip-range {cidr}");
+        }
+    }
+    Ok(crate::components::proxy::ProxyOptions {
+        service_cidr,
+        cluster_dns: dns.cluster_dns,
+        cluster_domain: dns.cluster_domain.clone(),
+    })
 }
 
 async fn wait_for_signal() -> Result<()> {
@@ -333,6 +378,12 @@ async fn agent(args: AgentArgs) -> Result<()> {
     let kubeconfig = dir.root.join("agent-kubeconfig.yaml");
     crate::join::write_agent_kubeconfig(&kubeconfig, &args.server, &ca, &token)?;
     let started = Instant::now();
+    let dns = proxy_options(&args.service_cluster_ip_range, &args.dns)?;
+    let service_proxy = if args.runtime == Runtime::Containerd {
+        Some(crate::components::proxy::start(&kubeconfig, &dns).await?)
+    } else {
+        None
+    };
     let tasks = crate::components::start_nodes(crate::components::NodeOptions {
         kubeconfig,
         data_dir: dir.root.join("nodes"),
@@ -340,6 +391,12 @@ async fn agent(args: AgentArgs) -> Result<()> {
         name: args.node_name.clone(),
         runtime: args.runtime,
         containerd_address: args.containerd_address.clone(),
+        cluster_dns: Some(dns.config().cluster_dns_ip.to_string()),
+        cluster_domain: dns.cluster_domain.clone(),
+        request_counters: service_proxy.as_ref().map(|p| {
+            std::sync::Arc::new(crate::components::proxy::AgentCounters(p.counters.clone()))
+                as std::sync::Arc<dyn kubelet::RequestCounters>
+        }),
     })
     .await?;
     println!(
@@ -352,6 +409,9 @@ async fn agent(args: AgentArgs) -> Result<()> {
     println!("skiff: stopping node {}", args.node_name);
     for t in &tasks {
         t.abort();
+    }
+    if let Some(p) = service_proxy {
+        p.stop().await;
     }
     let _ = std::fs::remove_file(dir.pid());
     Ok(())
@@ -444,6 +504,8 @@ async fn stop_cluster_process(dir: &DataDir) -> Result<()> {
     }
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     let _ = std::fs::remove_file(dir.pid());
+    // A killed process could not remove its service interface.
+    let _ = proxy::cleanup(proxy::DEFAULT_INTERFACE).await;
     println!(
         "skiff: cluster in {} did not stop within 20s and was killed",
         dir.root.display()

@@ -5,6 +5,7 @@
 mod controllers;
 pub mod leader;
 mod nodes;
+pub mod proxy;
 mod scheduler;
 
 use std::path::Path;

@@ -20,6 +20,12 @@ pub struct NodeOptions {
     pub runtime: crate::cli::Runtime,
     /// An existing containerd socket to use instead of starting one.
     pub containerd_address: Option<PathBuf>,
+    /// The cluster DNS IP and domain written into pods' resolv.conf.
+    pub cluster_dns: Option<String>,
+    pub cluster_domain: String,
+    /// This process's Service proxy counters, served by the first node
+    /// (the API server sums per pod over nodes, so only one node reports them).
+    pub request_counters: Option<std::sync::Arc<dyn kubelet::RequestCounters>>,
 }
 
 /// The simulated nodes' configuration: `{name}-{i}` for `count > 1`, else `name`.
@@ -69,6 +75,11 @@ fn agent_configs(
             let mut config = kubelet::AgentConfig::new(&name, &opts.data_dir.join(&name), index);
             config.images_dir = images.clone();
             config.containerd_address = containerd_address.map(Path::to_path_buf);
+            config.cluster_dns = opts.cluster_dns.clone();
+            config.cluster_domain = opts.cluster_domain.clone();
+            if i == 0 {
+                config.request_counters = opts.request_counters.clone();
+            }
             config
         })
         .collect()
@@ -181,6 +192,9 @@ mod tests {
             name: "skiff-node".to_string(),
             runtime: crate::cli::Runtime::Containerd,
             containerd_address: None,
+            cluster_dns: Some("10.96.0.10".to_string()),
+            cluster_domain: "cluster.local".to_string(),
+            request_counters: None,
         }
     }
 

@@ -1,0 +1,537 @@
+//! Services on real nodes: `skiff up --runtime containerd` proxies
+//! ClusterIP and NodePort Services to ready pods, and answers cluster DNS.
+//!
+//! Like containerd_pods.rs these run as root and fail (not skip) when a
+//! component is missing. Network use: pod IPs on the node's bridge, the
+//! ClusterIPs and DNS IP on the `skiff-svc` interface skiff creates, and
+//! 127.0.0.1. A guard kills `skiff up` and removes containers, netns, the
+//! bridge and the service interface even when an assertion fails. Other
+//! worktrees' containerd tests share these names: run under
+//! `flock /tmp/skiff-containerd-e2e.lock`.
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use e2e::{wait_for, Cluster, ClusterOptions};
+use k8s_openapi::api::core::v1::Pod;
+use kubelet::cni::{CniConfig, CniNetwork, PodNetwork, SandboxRef};
+use kubelet::containerd::test_image::{build_busybox_image, ArchiveFormat};
+use kubelet::containerd::{containers, labels, Connection};
+use kubelet::AgentConfig;
+
+const NODE: &str = "skiff-node";
+const IMAGE: &str = "skiff-busybox:e2e";
+const SERVICE_INTERFACE: &str = "skiff-svc";
+const DNS_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn require_components() {
+    let required: &[(&[&str], &str)] = &[
+        (&["/usr/bin/containerd"], "containerd"),
+        (&["/usr/sbin/runc", "/usr/bin/runc"], "runc"),
+        (
+            &["/usr/lib/cni/bridge", "/opt/cni/bin/bridge"],
+            "containernetworking-plugins",
+        ),
+        (&["/bin/busybox", "/usr/bin/busybox"], "busybox-static"),
+    ];
+    for (paths, package) in required {
+        assert!(
+            paths.iter().any(|p| Path::new(p).exists()),
+            "{paths:?} not found: install Debian's `{package}` package"
+        );
+    }
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(future)
+}
+
+fn pids_with_cmdline(needle: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// A one-node containerd cluster, cleaned up on drop.
+struct Env {
+    cluster: Option<Cluster>,
+    node: AgentConfig,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Env {
+    fn start() -> Result<Self> {
+        require_components();
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let cluster = Cluster::start(ClusterOptions {
+            nodes: 1,
+            runtime: "containerd",
+            ..Default::default()
+        })?;
+        let node = AgentConfig::new(
+            NODE,
+            &cluster.data_dir.path().join("nodes").join(NODE),
+            AgentConfig::index_for_name(NODE),
+        );
+        let env = Env {
+            cluster: Some(cluster),
+            node,
+            _serial: serial,
+        };
+        let images = env.data_dir().join("images");
+        std::fs::create_dir_all(&images)?;
+        let partial = images.join("busybox.tar.partial");
+        build_busybox_image(&partial, IMAGE, ArchiveFormat::OciLayout)?;
+        std::fs::rename(&partial, images.join("busybox.tar"))?;
+        wait_for("the node to be Ready", Duration::from_secs(60), || {
+            let out = env.cluster().kubectl_output(&[
+                "get",
+                "node",
+                NODE,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ])?;
+            Ok((String::from_utf8_lossy(&out.stdout) == "True").then_some(()))
+        })?;
+        Ok(env)
+    }
+
+    fn cluster(&self) -> &Cluster {
+        self.cluster.as_ref().expect("cluster")
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.cluster().data_dir.path().to_path_buf()
+    }
+
+    fn apply(&self, yaml: &str) -> Result<()> {
+        let out = self.cluster().kubectl_stdin(&["apply", "-f", "-"], yaml)?;
+        if !out.status.success() {
+            bail!("kubectl apply: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
+    fn pods(&self, selector: &str) -> Result<Vec<Pod>> {
+        let out = self
+            .cluster()
+            .kubectl(&["get", "pods", "-l", selector, "-o", "json"])?;
+        let list: serde_json::Value = serde_json::from_str(&out)?;
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        Ok(items
+            .into_iter()
+            .filter_map(|i| serde_json::from_value(i).ok())
+            .collect())
+    }
+
+    fn jsonpath(&self, args: &[&str], path: &str) -> Result<String> {
+        let template = format!("jsonpath={path}");
+        let mut all = args.to_vec();
+        all.extend(["-o", template.as_str()]);
+        self.cluster().kubectl(&all)
+    }
+
+    /// Everything the pod's first container wrote (the node's log file).
+    fn pod_log(&self, pod: &Pod, container: &str) -> String {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let path = self
+            .node
+            .data_dir
+            .join("logs/pods")
+            .join(format!("{ns}_{name}_{uid}"))
+            .join(container)
+            .join("0.log");
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    fn metrics(&self) -> Result<String> {
+        self.cluster().kubectl(&["get", "--raw", "/metrics"])
+    }
+
+    fn clean(&self, api_uids: Vec<String>) {
+        let node = &self.node;
+        let socket = node.data_dir.join("containerd/containerd.sock");
+        let namespace = node.containerd_namespace.clone();
+        let cni = CniConfig::new(&node.data_dir, &node.bridge, &node.pod_cidr);
+        block_on(async move {
+            let network = CniNetwork::new(cni);
+            if let Ok(connection) = Connection::connect(&socket, &namespace).await {
+                for record in containers::list(&connection, None)
+                    .await
+                    .unwrap_or_default()
+                {
+                    let _ =
+                        containers::stop(&connection, &record.id, Duration::from_millis(100)).await;
+                    let _ = containers::remove(&connection, &record.id).await;
+                    if let Some(uid) = record.labels.get(labels::POD_UID) {
+                        let _ = network
+                            .teardown(&SandboxRef {
+                                pod_uid: uid.clone(),
+                            })
+                            .await;
+                    }
+                }
+            }
+            for pod_uid in api_uids {
+                let _ = network.teardown(&SandboxRef { pod_uid }).await;
+            }
+        });
+        let state = node.data_dir.join("cni/pods");
+        for entry in std::fs::read_dir(&state).into_iter().flatten().flatten() {
+            if let Some(netns) = entry.path().file_stem().and_then(|s| s.to_str()) {
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "delete", netns])
+                    .output();
+            }
+        }
+        let config = node.data_dir.join("containerd/config.toml");
+        for pid in pids_with_cmdline(&config.display().to_string()) {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            for _ in 0..100 {
+                if nix::sys::signal::kill(pid, None).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        for link in [node.bridge.as_str(), SERVICE_INTERFACE] {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "delete", link])
+                .output();
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let api_uids = self
+            .cluster
+            .as_ref()
+            .and_then(|c| {
+                c.kubectl(&[
+                    "get",
+                    "pods",
+                    "-A",
+                    "-o",
+                    "jsonpath={.items[*].metadata.uid}",
+                ])
+                .ok()
+            })
+            .map(|s| s.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        if let Some(cluster) = self.cluster.as_mut() {
+            let _ = cluster.kill9();
+        }
+        self.clean(api_uids);
+        self.cluster.take();
+    }
+}
+
+/// Three replicas, each serving its own hostname (the pod name).
+const WEB: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: httpd
+        image: skiff-busybox:e2e
+        imagePullPolicy: Never
+        command: ["sh", "-c", "hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web-np
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports:
+  - name: http
+    port: 8081
+    targetPort: 8080
+"#;
+
+fn http_get(addr: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let address = addr.parse()?;
+    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.write_all(b"GET /index.html HTTP/1.0\r\nHost: web\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    if !response.starts_with("HTTP/1.") || !response.contains("200 OK") {
+        bail!("not a 200 response: {response:?}");
+    }
+    Ok(response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .trim()
+        .to_string())
+}
+
+/// The hostnames answering at `addr`, once every one of `want` was seen.
+fn reaches_all(env: &Env, addr: &str, want: &BTreeSet<String>) -> Result<BTreeSet<String>> {
+    let mut seen = BTreeSet::new();
+    let mut last_error = None;
+    wait_for(
+        &format!("{addr} to reach every replica"),
+        Duration::from_secs(30),
+        || {
+            match http_get(addr) {
+                Ok(body) if body.is_empty() => last_error = Some("an empty body".into()),
+                Ok(body) => {
+                    seen.insert(body);
+                }
+                Err(e) => last_error = Some(e.to_string()),
+            }
+            Ok(want.is_subset(&seen).then(|| seen.clone()))
+        },
+    )
+    .with_context(|| {
+        let log = env.cluster().logs();
+        let proxy: Vec<&str> = log
+            .lines()
+            .filter(|l| !l.contains("kube_client"))
+            .take(60)
+            .collect();
+        let sh = |cmd: &str| {
+            std::process::Command::new("sh")
+                .args(["-c", cmd])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        format!(
+            "saw {seen:?}, last error {last_error:?}; log:\n{}\n{}\n{}",
+            proxy.join("\n"),
+            sh("ip addr show skiff-svc"),
+            sh("ss -ltnp | grep skiff")
+        )
+    })
+}
+
+/// A DNS query for `name`/`qtype` as RFC 1035 lays it out.
+fn dns_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut q = Vec::new();
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.trim_end_matches('.').split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes());
+    q
+}
+
+/// (rcode, answer count, last 4 bytes) of the reply from the cluster DNS.
+fn ask_dns(name: &str) -> Result<(u8, u16, [u8; 4])> {
+    let socket = UdpSocket::bind("0.0.0.0:0")?;
+    socket.set_read_timeout(Some(Duration::from_secs(2)))?;
+    socket.send_to(&dns_query(0x5eed, name, 1), (DNS_IP, 53))?;
+    let mut buf = [0u8; 512];
+    let n = socket.recv(&mut buf)?;
+    if n < 12 || buf[..2] != 0x5eed_u16.to_be_bytes() {
+        bail!("bad DNS reply {:?}", &buf[..n]);
+    }
+    let mut last = [0u8; 4];
+    last.copy_from_slice(&buf[n - 4..n]);
+    Ok((buf[3] & 0x0f, u16::from_be_bytes([buf[6], buf[7]]), last))
+}
+
+/// The value of the sample `line_start ... <value>` in Prometheus text.
+fn sample(metrics: &str, line_start: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn cluster_ip_node_port_and_dns_reach_every_ready_replica_from_the_host_and_a_pod() -> Result<()> {
+    let env = Env::start()?;
+    env.apply(WEB)?;
+    let pods = wait_for("3 web pods Running", Duration::from_secs(60), || {
+        let pods = env.pods("app=web")?;
+        let running = pods.iter().all(|p| {
+            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                && p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some()
+        });
+        Ok((pods.len() == 3 && running).then_some(pods))
+    })?;
+    let names: BTreeSet<String> = pods
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    let cluster_ip = env.jsonpath(&["get", "service", "web"], "{.spec.clusterIP}")?;
+    let node_port = env.jsonpath(&["get", "service", "web-np"], "{.spec.ports[0].nodePort}")?;
+    eprintln!("web at {cluster_ip}:80, web-np at 127.0.0.1:{node_port}");
+
+    // From the host: the ClusterIP and the nodePort on loopback.
+    let started = Instant::now();
+    for pod in &pods {
+        let ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .context("pod IP")?;
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let body = wait_for("the pod to serve", Duration::from_secs(20), || {
+            Ok(http_get(&format!("{ip}:8080")).ok())
+        })?;
+        assert_eq!(body, name, "the pod at {ip} serves its hostname");
+    }
+    let seen = reaches_all(&env, &format!("{cluster_ip}:80"), &names)?;
+    eprintln!("ClusterIP reached {seen:?} in {:?}", started.elapsed());
+    reaches_all(&env, &format!("127.0.0.1:{node_port}"), &names)?;
+
+    // Cluster DNS, asked from the host.
+    let ip: Ipv4Addr = cluster_ip.parse()?;
+    let (rcode, answers, last) = ask_dns("web.default.svc.cluster.local")?;
+    assert_eq!((rcode, answers), (0, 1), "A web.default.svc.cluster.local");
+    assert_eq!(Ipv4Addr::from(last), ip);
+    assert_eq!(ask_dns("nope.default.svc.cluster.local")?.0, 3, "NXDOMAIN");
+    assert_eq!(ask_dns("example.com")?.0, 5, "REFUSED, never forwarded");
+
+    // From inside a pod: the ClusterIP (busybox-static's wget crashes in
+    // the test image, so nc), and the DNS server by name.
+    let script = format!(
+        "while true; do echo \"via-ip $(printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {cluster_ip} 80 | grep web-)\"; busybox nslookup web.default.svc.cluster.local {DNS_IP} 2>&1 | grep -q {cluster_ip} && echo dns-ok; sleep 0.5; done"
+    );
+    env.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+  labels: {{app: client}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", {script:?}]
+"#
+    ))?;
+    let client = wait_for("the client pod", Duration::from_secs(60), || {
+        Ok(env.pods("app=client")?.into_iter().next())
+    })?;
+    wait_for(
+        "the pod to reach the ClusterIP and the DNS server",
+        Duration::from_secs(60),
+        || {
+            let log = env.pod_log(&client, "main");
+            let via_ip = names.iter().any(|n| log.contains(&format!("via-ip {n}")));
+            Ok((via_ip && log.contains("dns-ok")).then_some(()))
+        },
+    )
+    .with_context(|| {
+        let log = env.pod_log(&client, "main");
+        let tail: Vec<&str> = log.lines().rev().take(10).collect();
+        format!("the client pod's log ends with {tail:?}")
+    })?;
+
+    // Counters: every response above was counted for the Service.
+    let metrics = env.metrics()?;
+    let ok = sample(
+        &metrics,
+        r#"skiff_service_requests_total{namespace="default",service="web",code_class="2xx"}"#,
+    );
+    assert!(ok >= 3.0, "web 2xx = {ok}\n{metrics}");
+    let ok_np = sample(
+        &metrics,
+        r#"skiff_service_requests_total{namespace="default",service="web-np",code_class="2xx"}"#,
+    );
+    assert!(ok_np >= 3.0, "web-np 2xx = {ok_np}");
+
+    // Scaling down: within a second of the EndpointSlice change, only the
+    // remaining replica answers.
+    env.cluster()
+        .kubectl(&["scale", "deployment", "web", "--replicas=1"])?;
+    wait_for(
+        "the EndpointSlice to hold one ready endpoint",
+        Duration::from_secs(30),
+        || {
+            let ready = env.jsonpath(
+                &[
+                    "get",
+                    "endpointslices",
+                    "-l",
+                    "kubernetes.io/service-name=web",
+                ],
+                "{.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}",
+            )?;
+            Ok((ready.split_whitespace().count() == 1).then_some(()))
+        },
+    )?;
+    std::thread::sleep(Duration::from_secs(1));
+    let after: BTreeSet<String> = (0..12)
+        .map(|_| http_get(&format!("{cluster_ip}:80")))
+        .collect::<Result<_>>()?;
+    assert_eq!(
+        after.len(),
+        1,
+        "traffic still spread after scale-down: {after:?}"
+    );
+
+    // A graceful stop removes the service interface.
+    let mut env = env;
+    let cluster = env.cluster.as_mut().context("cluster")?;
+    cluster.stop()?;
+    let link = std::process::Command::new("ip")
+        .args(["link", "show", SERVICE_INTERFACE])
+        .output()?;
+    assert!(!link.status.success(), "{SERVICE_INTERFACE} left behind");
+    Ok(())
+}

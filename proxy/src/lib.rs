@@ -1,0 +1,446 @@
+//! The Service data path of a node: a userspace L4 proxy for ClusterIP and
+//! NodePort Services, and the cluster DNS server.
+//!
+//! Owns: the `skiff-svc` interface holding every ClusterIP as a /32 (and
+//! the cluster DNS IP), one TCP listener per ClusterIP:port and per
+//! nodePort, load balancing over ready endpoints (watched Services and
+//! EndpointSlices), per-Service and per-pod request counters metered from
+//! HTTP/1.x responses, and the DNS answers for `<svc>.<ns>.svc.<domain>`.
+//!
+//! Must not depend on: the `apiserver` crate (the API is reached only
+//! through kube-rs), nor the `kubelet` crate (the binary adapts
+//! [`Counters`] to the agent's request-counter trait). It never forwards
+//! DNS queries outside the cluster domain, and only touches the interface
+//! named in [`Config::interface_name`].
+//!
+//! UDP Service ports are not proxied (only the DNS server speaks UDP).
+
+pub mod counters;
+pub mod dns;
+pub mod endpoints;
+mod forward;
+mod iface;
+pub mod meter;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::Api;
+
+pub use counters::{Counters, PodCount};
+
+use endpoints::{Backend, Backends, ServiceView, SERVICE_NAME_LABEL};
+use forward::{ConnContext, Route};
+
+/// Errors of the proxy.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// `ip` could not be run.
+    #[error("running {program}: {source}")]
+    Exec {
+        program: String,
+        source: std::io::Error,
+    },
+    /// An `ip` command changing the service interface failed.
+    #[error("{command} failed: {stderr}")]
+    Interface { command: String, stderr: String },
+    /// The DNS server could not bind its address.
+    #[error("cannot serve cluster DNS on {addr}: {source}")]
+    DnsBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// A watch stream ended (it never should: it retries with backoff).
+    #[error("the {0} watch ended")]
+    WatchEnded(&'static str),
+}
+
+/// An IPv4 CIDR such as `10.96.0.0/16`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Cidr {
+    network: Ipv4Addr,
+    prefix: u8,
+}
+
+impl Ipv4Cidr {
+    /// Parses `a.b.c.d/n`; the host bits are cleared.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (addr, prefix) = s.split_once('/')?;
+        let addr: Ipv4Addr = addr.parse().ok()?;
+        let prefix: u8 = prefix.parse().ok()?;
+        if prefix > 32 {
+            return None;
+        }
+        let network = Ipv4Addr::from(u32::from(addr) & Self::mask(prefix));
+        Some(Self { network, prefix })
+    }
+
+    fn mask(prefix: u8) -> u32 {
+        u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & Self::mask(self.prefix) == u32::from(self.network)
+    }
+
+    /// The network address plus `offset` (`+10` is the cluster DNS IP).
+    pub fn nth(&self, offset: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network).wrapping_add(offset))
+    }
+}
+
+/// The interface [`Config::new`] names.
+pub const DEFAULT_INTERFACE: &str = "skiff-svc";
+
+/// The proxy's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// ClusterIPs outside this range are ignored.
+    pub service_cidr: Ipv4Cidr,
+    /// Where the DNS server listens (UDP and TCP port 53).
+    pub cluster_dns_ip: Ipv4Addr,
+    /// The cluster domain, e.g. `cluster.local`.
+    pub cluster_domain: String,
+    /// The link holding the ClusterIPs (created, and removed by [`cleanup`]).
+    pub interface_name: String,
+    /// The address nodePorts listen on (`0.0.0.0`: every node address,
+    /// loopback included).
+    pub node_port_bind: IpAddr,
+    /// How long a backend may take to accept before the next is tried.
+    pub connect_timeout: Duration,
+    /// How often listeners that failed to bind are retried.
+    pub resync_period: Duration,
+    /// The Service this proxy must not proxy (the DNS server owns its IP).
+    pub dns_service: (String, String),
+    /// Where request counts go (shared with the caller).
+    pub counters: Counters,
+}
+
+impl Config {
+    /// Defaults for `service_cidr`: DNS at network + 10, `cluster.local`,
+    /// interface `skiff-svc`, nodePorts on `0.0.0.0`.
+    pub fn new(service_cidr: Ipv4Cidr) -> Self {
+        Self {
+            service_cidr,
+            cluster_dns_ip: service_cidr.nth(10),
+            cluster_domain: "cluster.local".to_string(),
+            interface_name: DEFAULT_INTERFACE.to_string(),
+            node_port_bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            connect_timeout: Duration::from_secs(1),
+            resync_period: Duration::from_secs(5),
+            dns_service: ("kube-system".to_string(), "kube-dns".to_string()),
+            counters: Counters::new(),
+        }
+    }
+}
+
+/// Removes the service interface (for `skiff down` and shutdown).
+pub async fn cleanup(interface_name: &str) -> Result<(), ProxyError> {
+    iface::remove(interface_name).await
+}
+
+/// Runs the proxy and the DNS server until the task is dropped.
+pub async fn run(client: kube::Client, config: Config) -> Result<(), ProxyError> {
+    iface::ensure(&config.interface_name).await?;
+    let dns_ip = config.cluster_dns_ip;
+    iface::update(
+        &config.interface_name,
+        &BTreeSet::from([dns_ip]),
+        &BTreeSet::new(),
+    )
+    .await?;
+    let dns_addr = SocketAddr::from((dns_ip, 53));
+    let (udp, tcp) = dns::bind(dns_addr)
+        .await
+        .map_err(|source| ProxyError::DnsBind {
+            addr: dns_addr,
+            source,
+        })?;
+    let zone = dns::Zone::new(dns::Records::build(&config.cluster_domain, &[]));
+    let dns_task = tokio::spawn(dns::serve(udp, tcp, zone.clone()));
+    let _dns_guard = AbortOnDrop(dns_task);
+
+    let (services, services_writer) = reflector::store::<Service>();
+    let (slices, slices_writer) = reflector::store::<EndpointSlice>();
+    let service_events = reflector(
+        services_writer,
+        watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .map(|e| e.map(|e| (true, matches!(e, watcher::Event::InitDone))));
+    let slice_events = reflector(
+        slices_writer,
+        watcher(
+            Api::<EndpointSlice>::all(client),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .map(|e| e.map(|e| (false, matches!(e, watcher::Event::InitDone))));
+    let mut events = futures::stream::select(service_events.boxed(), slice_events.boxed());
+
+    let mut state = State::new(config, zone);
+    let mut services_listed = false;
+    let mut slices_listed = false;
+    let mut resync = tokio::time::interval(state.config.resync_period);
+    loop {
+        tokio::select! {
+            event = events.next() => {
+                let mut handle = |event| match event {
+                    Some(Ok((is_service, init_done))) => {
+                        if init_done && is_service { services_listed = true; }
+                        if init_done && !is_service { slices_listed = true; }
+                        Ok(())
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "service proxy watch failed; retrying");
+                        Ok(())
+                    }
+                    None => Err(ProxyError::WatchEnded("Service/EndpointSlice")),
+                };
+                handle(event)?;
+                // Coalesce a burst of events into one reconcile.
+                while let Some(event) = events.next().now_or_never() {
+                    handle(event)?;
+                }
+            }
+            _ = resync.tick() => {}
+        }
+        if services_listed && slices_listed {
+            state.reconcile(&services.state(), &slices.state()).await;
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A bound address and what it forwards to.
+struct Listening {
+    key: (String, String),
+    route: Arc<Route>,
+    /// Dropping it stops the accept loop (open connections go on).
+    _task: AbortOnDrop,
+}
+
+/// What one address should forward to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Desired {
+    key: (String, String),
+    endpoints: Vec<Backend>,
+}
+
+struct State {
+    config: Config,
+    zone: dns::Zone,
+    ctx: ConnContext,
+    listeners: HashMap<SocketAddr, Listening>,
+    addresses: BTreeSet<Ipv4Addr>,
+}
+
+impl State {
+    fn new(config: Config, zone: dns::Zone) -> Self {
+        let ctx = ConnContext {
+            counters: config.counters.clone(),
+            connect_timeout: config.connect_timeout,
+        };
+        let addresses = BTreeSet::from([config.cluster_dns_ip]);
+        Self {
+            config,
+            zone,
+            ctx,
+            listeners: HashMap::new(),
+            addresses,
+        }
+    }
+
+    async fn reconcile(&mut self, services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) {
+        let views = views(services, slices);
+        self.zone
+            .replace(dns::Records::build(&self.config.cluster_domain, &views));
+        let desired = desired_listeners(&self.config, &views);
+
+        let mut wanted_ips: BTreeSet<Ipv4Addr> = desired
+            .keys()
+            .filter_map(|a| match a.ip() {
+                IpAddr::V4(ip) if self.config.service_cidr.contains(ip) => Some(ip),
+                _ => None,
+            })
+            .collect();
+        wanted_ips.insert(self.config.cluster_dns_ip);
+        let add: BTreeSet<_> = wanted_ips.difference(&self.addresses).copied().collect();
+        if let Err(e) = iface::update(&self.config.interface_name, &add, &BTreeSet::new()).await {
+            tracing::warn!(error = %e, "cannot add ClusterIPs to the service interface");
+        }
+
+        // Stale or re-assigned listeners stop accepting (open connections drain).
+        self.listeners
+            .retain(|addr, l| desired.get(addr).is_some_and(|d| d.key == l.key));
+        for (addr, want) in &desired {
+            let backends = Backends::new(&want.endpoints);
+            if let Some(existing) = self.listeners.get(addr) {
+                existing.route.set_backends(backends);
+                continue;
+            }
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    let route = Arc::new(Route::new(
+                        &want.key.0,
+                        &want.key.1,
+                        backends,
+                        &self.config.counters,
+                    ));
+                    let task = tokio::spawn(forward::accept_loop(
+                        listener,
+                        route.clone(),
+                        self.ctx.clone(),
+                    ));
+                    tracing::info!(namespace = %want.key.0, service = %want.key.1, %addr, "proxying");
+                    self.listeners.insert(
+                        *addr,
+                        Listening {
+                            key: want.key.clone(),
+                            route,
+                            _task: AbortOnDrop(task),
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(namespace = %want.key.0, service = %want.key.1, %addr, error = %e, "cannot listen; retrying at the next resync");
+                }
+            }
+        }
+
+        let remove: BTreeSet<_> = self
+            .addresses
+            .union(&add)
+            .filter(|ip| !wanted_ips.contains(ip))
+            .copied()
+            .collect();
+        if let Err(e) = iface::update(&self.config.interface_name, &BTreeSet::new(), &remove).await
+        {
+            tracing::warn!(error = %e, "cannot remove ClusterIPs from the service interface");
+        }
+        self.addresses = wanted_ips;
+    }
+}
+
+/// Every Service's view, with the slices labelled for it.
+fn views(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Vec<ServiceView> {
+    let mut by_service: HashMap<(String, String), Vec<&EndpointSlice>> = HashMap::new();
+    for slice in slices {
+        let (Some(ns), Some(name)) = (
+            slice.metadata.namespace.clone(),
+            slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                .cloned(),
+        ) else {
+            continue;
+        };
+        by_service.entry((ns, name)).or_default().push(slice);
+    }
+    services
+        .iter()
+        .filter_map(|s| {
+            let key = (
+                s.metadata.namespace.clone().unwrap_or_default(),
+                s.metadata.name.clone().unwrap_or_default(),
+            );
+            let slices = by_service.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+            endpoints::service_view(s, slices)
+        })
+        .collect()
+}
+
+/// The listeners `views` call for: every TCP port on its ClusterIP (in the
+/// service CIDR) and on its nodePort, except the DNS Service's.
+fn desired_listeners(config: &Config, views: &[ServiceView]) -> BTreeMap<SocketAddr, Desired> {
+    let mut out = BTreeMap::new();
+    for view in views {
+        let key = (view.namespace.clone(), view.name.clone());
+        if key == config.dns_service {
+            continue;
+        }
+        for port in view.ports.iter().filter(|p| p.protocol == "TCP") {
+            let want = Desired {
+                key: key.clone(),
+                endpoints: port.endpoints.clone(),
+            };
+            if let Some(ip) = view
+                .cluster_ip
+                .filter(|ip| config.service_cidr.contains(*ip))
+            {
+                out.insert(SocketAddr::from((ip, port.port)), want.clone());
+            }
+            if let Some(node_port) = port.node_port {
+                out.insert(SocketAddr::new(config.node_port_bind, node_port), want);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use endpoints::PortView;
+
+    fn config() -> Config {
+        Config::new(Ipv4Cidr::parse("10.96.0.0/16").expect("cidr"))
+    }
+
+    fn view(ns: &str, name: &str, ip: &str, protocol: &str, node_port: Option<u16>) -> ServiceView {
+        ServiceView {
+            namespace: ns.into(),
+            name: name.into(),
+            cluster_ip: ip.parse().ok(),
+            headless: ip == "None",
+            ports: vec![PortView {
+                name: String::new(),
+                protocol: protocol.into(),
+                port: 80,
+                node_port,
+                endpoints: Vec::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_default_dns_ip_is_the_service_network_plus_ten() {
+        let c = config();
+        assert_eq!(c.cluster_dns_ip, Ipv4Addr::new(10, 96, 0, 10));
+        assert!(c.service_cidr.contains(Ipv4Addr::new(10, 96, 255, 1)));
+        assert!(!c.service_cidr.contains(Ipv4Addr::new(10, 97, 0, 1)));
+    }
+
+    #[test]
+    fn cluster_ip_and_node_port_listeners_skip_dns_udp_headless_and_foreign_ips() {
+        let views = [
+            view("default", "web", "10.96.0.20", "TCP", Some(30080)),
+            view("kube-system", "kube-dns", "10.96.0.10", "TCP", None),
+            view("default", "udp", "10.96.0.21", "UDP", None),
+            view("default", "headless", "None", "TCP", None),
+            view("default", "foreign", "192.168.0.1", "TCP", None),
+        ];
+        let desired = desired_listeners(&config(), &views);
+        let addrs: Vec<String> = desired.keys().map(ToString::to_string).collect();
+        assert_eq!(addrs, vec!["0.0.0.0:30080", "10.96.0.20:80"]);
+    }
+}

@@ -1,0 +1,171 @@
+//! Starts the Service proxy and cluster DNS (the `proxy` crate) of a
+//! process that runs real nodes, and ensures the `kube-system/kube-dns`
+//! Service that reserves the cluster DNS IP.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, PostParams};
+
+/// What `skiff up` / `skiff agent` ask of the proxy.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    pub service_cidr: proxy::Ipv4Cidr,
+    /// `--cluster-dns`, or the service network + 10.
+    pub cluster_dns: Option<Ipv4Addr>,
+    pub cluster_domain: String,
+}
+
+impl ProxyOptions {
+    pub fn config(&self) -> proxy::Config {
+        let mut config = proxy::Config::new(self.service_cidr);
+        if let Some(ip) = self.cluster_dns {
+            config.cluster_dns_ip = ip;
+        }
+        config.cluster_domain = self.cluster_domain.clone();
+        config
+    }
+}
+
+/// The proxy's per-pod counters as the node agent reads them (the proxy
+/// crate does not depend on the kubelet crate).
+#[derive(Debug, Clone)]
+pub struct AgentCounters(pub proxy::Counters);
+
+impl kubelet::RequestCounters for AgentCounters {
+    fn snapshot(&self) -> Vec<kubelet::PodRequestCount> {
+        self.0
+            .snapshot_pods()
+            .into_iter()
+            .map(|p| kubelet::PodRequestCount {
+                namespace: p.namespace,
+                pod: p.pod,
+                requests: p.requests,
+                errors: p.errors,
+            })
+            .collect()
+    }
+}
+
+/// A running proxy: its task and its request counters.
+pub struct RunningProxy {
+    pub task: tokio::task::JoinHandle<()>,
+    pub counters: proxy::Counters,
+    pub interface_name: String,
+}
+
+impl RunningProxy {
+    /// Stops the proxy and removes its interface.
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+        if let Err(e) = proxy::cleanup(&self.interface_name).await {
+            tracing::warn!(error = %e, "cannot remove the service interface");
+        }
+    }
+}
+
+/// Starts the proxy against the API.
+pub async fn start(kubeconfig: &Path, opts: &ProxyOptions) -> Result<RunningProxy> {
+    let client = crate::components::client_from_kubeconfig(kubeconfig).await?;
+    let config = opts.config();
+    let counters = config.counters.clone();
+    let interface_name = config.interface_name.clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = proxy::run(client, config).await {
+            tracing::error!(error = %e, "the service proxy stopped");
+            eprintln!("skiff: the service proxy stopped: {e}");
+        }
+    });
+    Ok(RunningProxy {
+        task,
+        counters,
+        interface_name,
+    })
+}
+
+/// The proxy's Service metrics as Prometheus text (for another `/metrics`).
+pub fn metrics_text(counters: &proxy::Counters) -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    counters.register(&mut registry);
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+        out.clear();
+    }
+    out
+}
+
+/// The `kube-system/kube-dns` Service: selectorless, holding `dns_ip`, so
+/// the ClusterIP allocator never hands that address out.
+fn dns_service(dns_ip: Ipv4Addr) -> Result<Service> {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "kube-dns",
+            "namespace": "kube-system",
+            "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"},
+        },
+        "spec": {
+            "clusterIP": dns_ip.to_string(),
+            "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+            ],
+        },
+    }))
+    .context("building the kube-dns Service")
+}
+
+/// Creates `kube-system/kube-dns` when absent (an existing one is kept).
+pub async fn ensure_dns_service(kubeconfig: &Path, dns_ip: Ipv4Addr) -> Result<()> {
+    let client = crate::components::client_from_kubeconfig(kubeconfig).await?;
+    let api: Api<Service> = Api::namespaced(client, "kube-system");
+    if api
+        .get_opt("kube-dns")
+        .await
+        .context("cannot read kube-system/kube-dns")?
+        .is_some()
+    {
+        return Ok(());
+    }
+    match api
+        .create(&PostParams::default(), &dns_service(dns_ip)?)
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Another server created it meanwhile.
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e)
+            .with_context(|| format!("cannot create kube-system/kube-dns with clusterIP {dns_ip}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dns_service_is_selectorless_with_udp_and_tcp_port_53() {
+        let s = dns_service(Ipv4Addr::new(10, 96, 0, 10)).expect("service");
+        let spec = s.spec.expect("spec");
+        assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.10"));
+        assert!(spec.selector.is_none());
+        let ports = spec.ports.expect("ports");
+        assert_eq!(ports.len(), 2);
+        assert_eq!(ports[0].protocol.as_deref(), Some("UDP"));
+        assert_eq!(ports[1].name.as_deref(), Some("dns-tcp"));
+    }
+
+    #[test]
+    fn cluster_dns_defaults_to_the_service_network_plus_ten() {
+        let opts = ProxyOptions {
+            service_cidr: proxy::Ipv4Cidr::parse("10.100.0.0/16").expect("cidr"),
+            cluster_dns: None,
+            cluster_domain: "cluster.local".into(),
+        };
+        assert_eq!(opts.config().cluster_dns_ip, Ipv4Addr::new(10, 100, 0, 10));
+    }
+}
