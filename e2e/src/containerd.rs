@@ -81,22 +81,7 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
 }
 
 /// PIDs of processes whose command line contains `needle`.
-pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                String::from_utf8_lossy(&c)
-                    .replace('\0', " ")
-                    .contains(needle)
-            })
-        })
-        .collect()
-}
+pub use kubelet::agent::cleanup::pids_with_cmdline;
 
 /// A running cluster with containerd nodes, cleaned up on drop.
 pub struct NodeCluster {
@@ -253,6 +238,10 @@ impl Drop for NodeCluster {
         for node in &self.nodes {
             let _ = block_on(kubelet::agent::cleanup::remove_node(&node.data_dir));
         }
+        // The Service proxy's interface (the process was killed).
+        let _ = std::process::Command::new("ip")
+            .args(["link", "delete", "skiff-svc"])
+            .output();
         // Dropping the cluster prints its log on failure and removes the dir.
         self.cluster.take();
     }

@@ -64,6 +64,28 @@ pub fn wait_for<T>(
     }
 }
 
+/// Polls the async `f` every 100 ms until it returns `Some`, failing after
+/// `timeout` with the last error seen.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        match f().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last = format!(": last error: {e:#}"),
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}{last}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Options for a test cluster.
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {

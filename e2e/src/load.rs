@@ -385,6 +385,33 @@ pub fn to_csv(seconds: &[Second]) -> String {
     out
 }
 
+/// Reads a timeline written by [`to_csv`].
+pub fn from_csv(text: &str) -> Result<Vec<Second>> {
+    let opt =
+        |v: &str| -> Result<Option<i32>> { Ok(if v.is_empty() { None } else { Some(v.parse()?) }) };
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            if f.len() != 9 {
+                bail!("timeline row {line:?}: expected 9 fields");
+            }
+            Ok(Second {
+                t: f[0].parse()?,
+                target_rps: f[1].parse()?,
+                sent: f[2].parse()?,
+                ok: f[3].parse()?,
+                errors: f[4].parse()?,
+                p50_ms: f[5].parse()?,
+                p99_ms: f[6].parse()?,
+                desired: opt(f[7])?,
+                ready: opt(f[8])?,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,6 +463,36 @@ mod tests {
     fn the_spike_window_runs_from_the_first_rise_to_the_return_to_baseline() {
         let p = profile(&["10s@5", "2s@5..250", "20s@250", "1s@250..5", "30s@5"]);
         assert_eq!(p.spike_window(), (10, 33));
+    }
+
+    #[test]
+    fn a_timeline_round_trips_through_csv() {
+        let rows = vec![
+            Second {
+                t: 0,
+                target_rps: 5.0,
+                sent: 5,
+                ok: 4,
+                errors: 1,
+                p50_ms: 1.5,
+                p99_ms: 3.0,
+                desired: Some(1),
+                ready: None,
+            },
+            Second {
+                t: 1,
+                target_rps: 7.5,
+                sent: 7,
+                ok: 7,
+                errors: 0,
+                p50_ms: 1.0,
+                p99_ms: 2.0,
+                desired: None,
+                ready: Some(2),
+            },
+        ];
+        assert_eq!(from_csv(&to_csv(&rows)).expect("parse"), rows);
+        assert!(from_csv("header\n1,2\n").is_err());
     }
 
     #[test]

@@ -155,3 +155,118 @@ spec:
     );
     Ok(())
 }
+
+#[test]
+fn a_request_rate_spike_through_a_service_scales_on_requests_per_second_and_back() -> Result<()> {
+    let env = NodeCluster::start()?;
+    let yaml = format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: rps
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: rps}}
+  template:
+    metadata:
+      labels: {{app: rps}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: {IMAGE}
+        imagePullPolicy: Never
+        command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+        readinessProbe:
+          httpGet: {{path: /index.html, port: 8080}}
+          periodSeconds: 1
+        resources:
+          requests: {{cpu: 50m}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: rps
+spec:
+  selector: {{app: rps}}
+  ports:
+  - {{port: 80, targetPort: 8080}}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: rps
+spec:
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: rps}}
+  minReplicas: 1
+  maxReplicas: 5
+  metrics:
+  - type: Pods
+    pods:
+      metric: {{name: requests_per_second}}
+      target: {{type: AverageValue, averageValue: "10"}}
+  behavior:
+    scaleUp:
+      stabilizationWindowSeconds: 0
+      policies: [{{type: Percent, value: 400, periodSeconds: 1}}]
+    scaleDown:
+      stabilizationWindowSeconds: 5
+      policies: [{{type: Percent, value: 100, periodSeconds: 1}}]
+"#
+    );
+    env.apply(&yaml)?;
+    wait_for("the first replica Ready", Duration::from_secs(60), || {
+        let (ready, _) = replicas(&env, "rps")?;
+        Ok((ready >= 1).then_some(()))
+    })?;
+    let ip = env.kubectl(&["get", "service", "rps", "-o", "jsonpath={.spec.clusterIP}"])?;
+    // 60 requests/s for 40 s through the ClusterIP: 6 pods' worth at 10/s.
+    let config = e2e::load::LoadConfig {
+        url: format!("http://{ip}/index.html"),
+        profile: e2e::load::Profile {
+            phases: vec![e2e::load::Phase::parse("40s@60")?],
+        },
+        timeout: Duration::from_secs(2),
+        max_in_flight: 200,
+    };
+    let load = std::thread::spawn(move || {
+        e2e::containerd::block_on(e2e::load::run(&config, || async { (None, None) }))
+    });
+    let started = Instant::now();
+    let scaled = wait_for("at least 4 Ready replicas", Duration::from_secs(35), || {
+        let (ready, _) = replicas(&env, "rps")?;
+        Ok((ready >= 4).then_some(ready))
+    })
+    .context(env.kubectl(&["describe", "hpa", "rps"]).unwrap_or_default())?;
+    eprintln!(
+        "{scaled} Ready replicas {:?} after the load started",
+        started.elapsed()
+    );
+    let hpa: serde_json::Value =
+        serde_json::from_str(&env.kubectl(&["get", "hpa", "rps", "-o", "json"])?)?;
+    let current = &hpa["status"]["currentMetrics"][0]["pods"];
+    assert_eq!(current["metric"]["name"], "requests_per_second", "{hpa}");
+    assert!(current["current"]["averageValue"].is_string(), "{hpa}");
+    let seconds = load
+        .join()
+        .map_err(|_| anyhow::anyhow!("the load thread panicked"))??;
+    let sent: u64 = seconds.iter().map(|s| s.sent).sum();
+    let ok: u64 = seconds.iter().map(|s| s.ok).sum();
+    eprintln!("load: {ok} of {sent} requests answered");
+    assert!(ok * 100 >= sent * 95, "{ok} of {sent} answered");
+    wait_for("back to 1 replica", Duration::from_secs(60), || {
+        let (_, spec) = replicas(&env, "rps")?;
+        Ok((spec == 1).then_some(()))
+    })
+    .context(env.kubectl(&["describe", "hpa", "rps"]).unwrap_or_default())?;
+    let events = env.events("rps")?;
+    assert!(
+        events
+            .iter()
+            .any(|(reason, message)| reason == "SuccessfulRescale"
+                && message.contains("pods metric requests_per_second above target")),
+        "{events:?}"
+    );
+    Ok(())
+}

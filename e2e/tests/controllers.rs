@@ -8,10 +8,10 @@
 //! depend on the controllers only.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
+use e2e::eventually;
 use e2e::{Cluster, ClusterOptions};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -30,27 +30,6 @@ fn cluster() -> Result<Cluster> {
         runtime: "sim",
         ..Default::default()
     })
-}
-
-/// Polls `f` every 100 ms until it returns `Some`, failing after `timeout`.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = Instant::now() + timeout;
-    let mut last = String::new();
-    loop {
-        match f().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last = format!(": last error: {e:#}"),
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what}{last}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn is_ready(p: &Pod) -> bool {

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
+use e2e::eventually;
 use e2e::{Cluster, ClusterOptions};
 use k8s_openapi::api::apps::v1::{DaemonSet, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
@@ -66,14 +67,6 @@ where
         }
         tokio::time::sleep(every).await;
     }
-}
-
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    poll(what, timeout, Duration::from_millis(100), f).await
 }
 
 fn pod_condition<'a>(p: &'a Pod, type_: &str) -> Option<&'a str> {

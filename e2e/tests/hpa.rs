@@ -5,10 +5,10 @@
 //! (These tests do not depend on the metrics APIs being served; when they
 //! are not, reading them fails, which is what the condition tests check.)
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use e2e::eventually;
 use e2e::{Cluster, ClusterOptions};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -32,27 +32,6 @@ fn cluster_syncing_every(period: &str) -> Result<Cluster> {
             period.into(),
         ],
     })
-}
-
-/// Polls `f` every 100 ms until it returns `Some`, failing after `timeout`.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = Instant::now() + timeout;
-    let mut last = String::new();
-    loop {
-        match f().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last = format!(": last error: {e:#}"),
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what}{last}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn create_deployment(client: &Client, name: &str, replicas: i32) -> Result<()> {

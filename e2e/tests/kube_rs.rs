@@ -4,10 +4,10 @@
 //! the calls every Rust controller makes.
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
+use e2e::eventually;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -44,24 +44,6 @@ fn names(items: &[ConfigMap]) -> BTreeSet<String> {
         .iter()
         .filter_map(|o| o.metadata.name.clone())
         .collect()
-}
-
-/// Polls `f` until it yields `Some`, failing after `timeout`.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -11,247 +11,42 @@
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use e2e::{wait_for, Cluster, ClusterOptions};
+use e2e::containerd::{NodeCluster, IMAGE};
+use e2e::wait_for;
 use k8s_openapi::api::core::v1::Pod;
-use kubelet::cni::{CniConfig, CniNetwork, PodNetwork, SandboxRef};
-use kubelet::containerd::test_image::{build_busybox_image, ArchiveFormat};
-use kubelet::containerd::{containers, labels, Connection};
-use kubelet::AgentConfig;
 
-const NODE: &str = "skiff-node";
-const IMAGE: &str = "skiff-busybox:e2e";
 const SERVICE_INTERFACE: &str = "skiff-svc";
 const DNS_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 
-static SERIAL: Mutex<()> = Mutex::new(());
+type Env = NodeCluster;
 
-fn require_components() {
-    let required: &[(&[&str], &str)] = &[
-        (&["/usr/bin/containerd"], "containerd"),
-        (&["/usr/sbin/runc", "/usr/bin/runc"], "runc"),
-        (
-            &["/usr/lib/cni/bridge", "/opt/cni/bin/bridge"],
-            "containernetworking-plugins",
-        ),
-        (&["/bin/busybox", "/usr/bin/busybox"], "busybox-static"),
-    ];
-    for (paths, package) in required {
-        assert!(
-            paths.iter().any(|p| Path::new(p).exists()),
-            "{paths:?} not found: install Debian's `{package}` package"
-        );
-    }
+fn jsonpath(env: &Env, args: &[&str], path: &str) -> Result<String> {
+    let template = format!("jsonpath={path}");
+    let mut all = args.to_vec();
+    all.extend(["-o", template.as_str()]);
+    env.kubectl(&all)
 }
 
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-        .block_on(future)
+/// Everything the pod's container wrote (the node's log file).
+fn pod_log(env: &Env, pod: &Pod, container: &str) -> String {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let path = env
+        .node
+        .data_dir
+        .join("logs/pods")
+        .join(format!("{ns}_{name}_{uid}"))
+        .join(container)
+        .join("0.log");
+    std::fs::read_to_string(path).unwrap_or_default()
 }
 
-fn pids_with_cmdline(needle: &str) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    String::from_utf8_lossy(&c)
-                        .replace('\0', " ")
-                        .contains(needle)
-                })
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
-/// A one-node containerd cluster, cleaned up on drop.
-struct Env {
-    cluster: Option<Cluster>,
-    node: AgentConfig,
-    _serial: std::sync::MutexGuard<'static, ()>,
-}
-
-impl Env {
-    fn start() -> Result<Self> {
-        require_components();
-        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        let cluster = Cluster::start(ClusterOptions {
-            nodes: 1,
-            runtime: "containerd",
-            ..Default::default()
-        })?;
-        let node = AgentConfig::new(
-            NODE,
-            &cluster.data_dir.path().join("nodes").join(NODE),
-            AgentConfig::index_for_name(NODE),
-        );
-        let env = Env {
-            cluster: Some(cluster),
-            node,
-            _serial: serial,
-        };
-        let images = env.data_dir().join("images");
-        std::fs::create_dir_all(&images)?;
-        let partial = images.join("busybox.tar.partial");
-        build_busybox_image(&partial, IMAGE, ArchiveFormat::OciLayout)?;
-        std::fs::rename(&partial, images.join("busybox.tar"))?;
-        wait_for("the node to be Ready", Duration::from_secs(60), || {
-            let out = env.cluster().kubectl_output(&[
-                "get",
-                "node",
-                NODE,
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-            ])?;
-            Ok((String::from_utf8_lossy(&out.stdout) == "True").then_some(()))
-        })?;
-        Ok(env)
-    }
-
-    fn cluster(&self) -> &Cluster {
-        self.cluster.as_ref().expect("cluster")
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.cluster().data_dir.path().to_path_buf()
-    }
-
-    fn apply(&self, yaml: &str) -> Result<()> {
-        let out = self.cluster().kubectl_stdin(&["apply", "-f", "-"], yaml)?;
-        if !out.status.success() {
-            bail!("kubectl apply: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(())
-    }
-
-    fn pods(&self, selector: &str) -> Result<Vec<Pod>> {
-        let out = self
-            .cluster()
-            .kubectl(&["get", "pods", "-l", selector, "-o", "json"])?;
-        let list: serde_json::Value = serde_json::from_str(&out)?;
-        let items = list["items"].as_array().cloned().unwrap_or_default();
-        Ok(items
-            .into_iter()
-            .filter_map(|i| serde_json::from_value(i).ok())
-            .collect())
-    }
-
-    fn jsonpath(&self, args: &[&str], path: &str) -> Result<String> {
-        let template = format!("jsonpath={path}");
-        let mut all = args.to_vec();
-        all.extend(["-o", template.as_str()]);
-        self.cluster().kubectl(&all)
-    }
-
-    /// Everything the pod's first container wrote (the node's log file).
-    fn pod_log(&self, pod: &Pod, container: &str) -> String {
-        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-        let name = pod.metadata.name.as_deref().unwrap_or_default();
-        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-        let path = self
-            .node
-            .data_dir
-            .join("logs/pods")
-            .join(format!("{ns}_{name}_{uid}"))
-            .join(container)
-            .join("0.log");
-        std::fs::read_to_string(path).unwrap_or_default()
-    }
-
-    fn metrics(&self) -> Result<String> {
-        self.cluster().kubectl(&["get", "--raw", "/metrics"])
-    }
-
-    fn clean(&self, api_uids: Vec<String>) {
-        let node = &self.node;
-        let socket = node.data_dir.join("containerd/containerd.sock");
-        let namespace = node.containerd_namespace.clone();
-        let cni = CniConfig::new(&node.data_dir, &node.bridge, &node.pod_cidr);
-        block_on(async move {
-            let network = CniNetwork::new(cni);
-            if let Ok(connection) = Connection::connect(&socket, &namespace).await {
-                for record in containers::list(&connection, None)
-                    .await
-                    .unwrap_or_default()
-                {
-                    let _ =
-                        containers::stop(&connection, &record.id, Duration::from_millis(100)).await;
-                    let _ = containers::remove(&connection, &record.id).await;
-                    if let Some(uid) = record.labels.get(labels::POD_UID) {
-                        let _ = network
-                            .teardown(&SandboxRef {
-                                pod_uid: uid.clone(),
-                            })
-                            .await;
-                    }
-                }
-            }
-            for pod_uid in api_uids {
-                let _ = network.teardown(&SandboxRef { pod_uid }).await;
-            }
-        });
-        let state = node.data_dir.join("cni/pods");
-        for entry in std::fs::read_dir(&state).into_iter().flatten().flatten() {
-            if let Some(netns) = entry.path().file_stem().and_then(|s| s.to_str()) {
-                let _ = std::process::Command::new("ip")
-                    .args(["netns", "delete", netns])
-                    .output();
-            }
-        }
-        let config = node.data_dir.join("containerd/config.toml");
-        for pid in pids_with_cmdline(&config.display().to_string()) {
-            let pid = nix::unistd::Pid::from_raw(pid);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            for _ in 0..100 {
-                if nix::sys::signal::kill(pid, None).is_err() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        }
-        for link in [node.bridge.as_str(), SERVICE_INTERFACE] {
-            let _ = std::process::Command::new("ip")
-                .args(["link", "delete", link])
-                .output();
-        }
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let api_uids = self
-            .cluster
-            .as_ref()
-            .and_then(|c| {
-                c.kubectl(&[
-                    "get",
-                    "pods",
-                    "-A",
-                    "-o",
-                    "jsonpath={.items[*].metadata.uid}",
-                ])
-                .ok()
-            })
-            .map(|s| s.split_whitespace().map(str::to_string).collect())
-            .unwrap_or_default();
-        if let Some(cluster) = self.cluster.as_mut() {
-            let _ = cluster.kill9();
-        }
-        self.clean(api_uids);
-        self.cluster.take();
-    }
+fn metrics(env: &Env) -> Result<String> {
+    env.kubectl(&["get", "--raw", "/metrics"])
 }
 
 /// Three replicas, each serving its own hostname (the pod name).
@@ -414,8 +209,12 @@ fn cluster_ip_node_port_and_dns_reach_every_ready_replica_from_the_host_and_a_po
         .iter()
         .filter_map(|p| p.metadata.name.clone())
         .collect();
-    let cluster_ip = env.jsonpath(&["get", "service", "web"], "{.spec.clusterIP}")?;
-    let node_port = env.jsonpath(&["get", "service", "web-np"], "{.spec.ports[0].nodePort}")?;
+    let cluster_ip = jsonpath(&env, &["get", "service", "web"], "{.spec.clusterIP}")?;
+    let node_port = jsonpath(
+        &env,
+        &["get", "service", "web-np"],
+        "{.spec.ports[0].nodePort}",
+    )?;
     eprintln!("web at {cluster_ip}:80, web-np at 127.0.0.1:{node_port}");
 
     // From the host: the ClusterIP and the nodePort on loopback.
@@ -471,19 +270,19 @@ spec:
         "the pod to reach the ClusterIP and the DNS server",
         Duration::from_secs(60),
         || {
-            let log = env.pod_log(&client, "main");
+            let log = pod_log(&env, &client, "main");
             let via_ip = names.iter().any(|n| log.contains(&format!("via-ip {n}")));
             Ok((via_ip && log.contains("dns-ok")).then_some(()))
         },
     )
     .with_context(|| {
-        let log = env.pod_log(&client, "main");
+        let log = pod_log(&env, &client, "main");
         let tail: Vec<&str> = log.lines().rev().take(10).collect();
         format!("the client pod's log ends with {tail:?}")
     })?;
 
     // Counters: every response above was counted for the Service.
-    let metrics = env.metrics()?;
+    let metrics = metrics(&env)?;
     let ok = sample(
         &metrics,
         r#"skiff_service_requests_total{namespace="default",service="web",code_class="2xx"}"#,
@@ -503,7 +302,8 @@ spec:
         "the EndpointSlice to hold one ready endpoint",
         Duration::from_secs(30),
         || {
-            let ready = env.jsonpath(
+            let ready = jsonpath(
+                &env,
                 &[
                     "get",
                     "endpointslices",
@@ -527,8 +327,7 @@ spec:
 
     // A graceful stop removes the service interface.
     let mut env = env;
-    let cluster = env.cluster.as_mut().context("cluster")?;
-    cluster.stop()?;
+    env.cluster_mut().stop()?;
     let link = std::process::Command::new("ip")
         .args(["link", "show", SERVICE_INTERFACE])
         .output()?;

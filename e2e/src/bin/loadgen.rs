@@ -50,6 +50,9 @@ struct Args {
     /// The plot's title.
     #[arg(long, default_value = "skiff")]
     title: String,
+    /// Another run drawn beside this one: `TITLE=path/to/timeline.csv`.
+    #[arg(long)]
+    beside: Vec<String>,
 }
 
 /// The summary as the lines `summary.txt` and BENCHMARKS.md show.

@@ -146,7 +146,7 @@ pub async fn remove_node(dir: &Path) -> Result<Removed, CleanupError> {
 }
 
 /// PIDs of processes whose command line contains `needle`.
-fn pids_with_cmdline(needle: &str) -> Vec<i32> {
+pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
