@@ -427,6 +427,10 @@ async fn down(args: DownArgs) -> Result<()> {
     }
     stop_cluster_process(&dir).await?;
     remove_node_leftovers(&dir).await;
+    // Normally removed by the stopping process; not after a SIGKILL.
+    if dir.root.join("nodes").is_dir() {
+        let _ = proxy::cleanup(proxy::DEFAULT_INTERFACE).await;
+    }
     Ok(())
 }
 
