@@ -70,6 +70,19 @@ pub(super) async fn custom_metrics(
         )));
     }
     let stats = state.agents.request_stats(state).await?;
+    // No node reports request counts (e.g. only simulated nodes): the
+    // metric is missing, not zero, so an autoscaler does not act on it.
+    if stats.is_empty() {
+        if name == "*" {
+            return Ok(json!({
+                "kind": "MetricValueList",
+                "apiVersion": format!("{CUSTOM_METRICS_GROUP}/v1beta2"),
+                "metadata": {},
+                "items": [],
+            }));
+        }
+        return Err(ApiError::NotFound(Target::new(CUSTOM_METRICS_GROUP, metric, name)));
+    }
     let rates = rates_by_pod(&stats, metric);
     let time = now();
     let rate_of = |pod: &Value| {
