@@ -81,7 +81,11 @@ pub(super) async fn custom_metrics(
                 "items": [],
             }));
         }
-        return Err(ApiError::NotFound(Target::new(CUSTOM_METRICS_GROUP, metric, name)));
+        return Err(ApiError::NotFound(Target::new(
+            CUSTOM_METRICS_GROUP,
+            metric,
+            name,
+        )));
     }
     let rates = rates_by_pod(&stats, metric);
     let time = now();
