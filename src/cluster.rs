@@ -212,6 +212,13 @@ async fn up(args: UpArgs) -> Result<()> {
 async fn serve_control_plane(cp: &ControlPlaneArgs, up: Option<&UpArgs>) -> Result<()> {
     let started = Instant::now();
     let dir = DataDir::resolve(cp.data_dir.as_deref())?;
+    // Flag mistakes fail before anything starts.
+    if let Some(manifests) = cp.manifests.as_ref().filter(|m| !m.is_dir()) {
+        bail!(
+            "the manifests folder {} does not exist: create it or fix --manifests",
+            manifests.display()
+        );
+    }
     let _lock = lock_data_dir(&dir)?;
     let (admin, node_token) = ensure_tokens(&dir)?;
     let tokens = std::fs::read_to_string(dir.tokens()).context("cannot read the token file")?;
@@ -314,11 +321,6 @@ async fn serve_control_plane(cp: &ControlPlaneArgs, up: Option<&UpArgs>) -> Resu
                 interval: Duration::from_secs(1),
             },
         )));
-    } else if cp.manifests.is_some() {
-        bail!(
-            "the manifests folder {} does not exist: create it or fix --manifests",
-            manifests_dir.display()
-        );
     }
     println!("skiff: export KUBECONFIG={}", dir.kubeconfig().display());
     wait_for_signal().await?;
