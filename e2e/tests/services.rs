@@ -246,7 +246,7 @@ fn cluster_ip_node_port_and_dns_reach_every_ready_replica_from_the_host_and_a_po
     // From inside a pod: the ClusterIP (busybox-static's wget crashes in
     // the test image, so nc), and the DNS server by name.
     let script = format!(
-        "while true; do echo \"via-ip $(printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {cluster_ip} 80 | grep web-)\"; busybox nslookup web.default.svc.cluster.local {DNS_IP} 2>&1 | grep -q {cluster_ip} && echo dns-ok; sleep 0.5; done"
+        "while true; do echo \"via-ip $(printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {cluster_ip} 80 | grep web-)\"; busybox nslookup web.default.svc.cluster.local {DNS_IP} 2>&1 | grep -q {cluster_ip} && echo dns-ok; busybox nslookup web 2>&1 | grep -q {cluster_ip} && echo short-ok; sleep 0.5; done"
     );
     env.apply(&format!(
         r#"apiVersion: v1
@@ -272,7 +272,9 @@ spec:
         || {
             let log = pod_log(&env, &client, "main");
             let via_ip = names.iter().any(|n| log.contains(&format!("via-ip {n}")));
-            Ok((via_ip && log.contains("dns-ok")).then_some(()))
+            // `web` alone resolves through the pod's resolv.conf (the
+            // cluster DNS and its search list).
+            Ok((via_ip && log.contains("dns-ok") && log.contains("short-ok")).then_some(()))
         },
     )
     .with_context(|| {
