@@ -113,9 +113,15 @@ pub struct UpArgs {
     pub dns: ClusterDnsArgs,
 }
 
-/// Cluster DNS flags of the nodes (kubelet's names).
+/// Service networking flags of the nodes (kubelet's and kube-proxy's names).
 #[derive(Debug, Clone, Args)]
 pub struct ClusterDnsArgs {
+    /// How ClusterIPs are carried: `nftables` (kernel DNAT, fast, survives a
+    /// killed skiff) or `userspace` (a metering proxy that counts requests
+    /// and errors per Service). One Service can pick its own with the
+    /// annotation `proxy.skiff.io/mode`.
+    #[arg(long, value_enum, default_value_t = ProxyModeArg::Nftables)]
+    pub proxy_mode: ProxyModeArg,
     /// The cluster DNS server's IP (default: the service network + 10, e.g. 10.96.0.10).
     #[arg(long, value_name = "IP")]
     pub cluster_dns: Option<std::net::Ipv4Addr>,
@@ -127,10 +133,18 @@ pub struct ClusterDnsArgs {
 impl Default for ClusterDnsArgs {
     fn default() -> Self {
         Self {
+            proxy_mode: ProxyModeArg::Nftables,
             cluster_dns: None,
             cluster_domain: "cluster.local".to_string(),
         }
     }
+}
+
+/// `--proxy-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProxyModeArg {
+    Nftables,
+    Userspace,
 }
 
 #[derive(Debug, Clone, Args)]

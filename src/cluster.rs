@@ -352,6 +352,10 @@ fn proxy_options(
         service_cidr,
         cluster_dns: dns.cluster_dns,
         cluster_domain: dns.cluster_domain.clone(),
+        mode: match dns.proxy_mode {
+            crate::cli::ProxyModeArg::Nftables => proxy::ProxyMode::Nftables,
+            crate::cli::ProxyModeArg::Userspace => proxy::ProxyMode::Userspace,
+        },
     })
 }
 
@@ -431,7 +435,7 @@ async fn down(args: DownArgs) -> Result<()> {
     remove_node_leftovers(&dir).await;
     // Normally removed by the stopping process; not after a SIGKILL.
     if dir.root.join("nodes").is_dir() {
-        let _ = proxy::cleanup(proxy::DEFAULT_INTERFACE).await;
+        let _ = proxy::cleanup(proxy::DEFAULT_INTERFACE, proxy::DEFAULT_NFT_TABLE).await;
     }
     Ok(())
 }
@@ -511,7 +515,7 @@ async fn stop_cluster_process(dir: &DataDir) -> Result<()> {
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     let _ = std::fs::remove_file(dir.pid());
     // A killed process could not remove its service interface.
-    let _ = proxy::cleanup(proxy::DEFAULT_INTERFACE).await;
+    let _ = proxy::cleanup(proxy::DEFAULT_INTERFACE, proxy::DEFAULT_NFT_TABLE).await;
     println!(
         "skiff: cluster in {} did not stop within 20s and was killed",
         dir.root.display()

@@ -238,13 +238,23 @@ impl Drop for NodeCluster {
         for node in &self.nodes {
             let _ = block_on(kubelet::agent::cleanup::remove_node(&node.data_dir));
         }
-        // The Service proxy's interface (the process was killed).
-        let _ = std::process::Command::new("ip")
-            .args(["link", "delete", "skiff-svc"])
-            .output();
+        // The Service proxy's interface and kernel rules (the process was
+        // killed).
+        remove_service_path();
         // Dropping the cluster prints its log on failure and removes the dir.
         self.cluster.take();
     }
+}
+
+/// Removes what the Service data path leaves behind a killed skiff: the
+/// `skiff-svc` interface and the `skiff-proxy` nftables table.
+pub fn remove_service_path() {
+    let _ = std::process::Command::new("ip")
+        .args(["link", "delete", "skiff-svc"])
+        .output();
+    let _ = std::process::Command::new("nft")
+        .args(["delete", "table", "ip", "skiff-proxy"])
+        .output();
 }
 
 /// The first container's status.

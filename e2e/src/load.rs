@@ -412,6 +412,35 @@ pub fn from_csv(text: &str) -> Result<Vec<Second>> {
         .collect()
 }
 
+/// A keep-alive HTTP/1.1 server answering `ok` to every request on
+/// `listener` (the backend of the Service benchmark, in a pod or in
+/// process), until the task is dropped.
+pub async fn serve_keep_alive(listener: tokio::net::TcpListener) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    while let Ok((mut stream, _)) = listener.accept().await {
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 8192];
+            let mut pending = Vec::new();
+            loop {
+                let n = match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                pending.extend_from_slice(&buf[..n]);
+                let mut replies = Vec::new();
+                while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                    pending.drain(..end + 4);
+                    replies.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
+                }
+                if stream.write_all(&replies).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

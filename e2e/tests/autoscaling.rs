@@ -188,6 +188,8 @@ apiVersion: v1
 kind: Service
 metadata:
   name: rps
+  # Metered by the userspace proxy: the HPA scales on its request counts.
+  annotations: {{proxy.skiff.io/mode: userspace}}
 spec:
   selector: {{app: rps}}
   ports:

@@ -1,5 +1,7 @@
-//! Services on real nodes: `skiff up --runtime containerd` proxies
-//! ClusterIP and NodePort Services to ready pods, and answers cluster DNS.
+//! Services on real nodes: `skiff up --runtime containerd` carries
+//! ClusterIPs through kernel DNAT rules (nftables, the default) or, for
+//! Services annotated `proxy.skiff.io/mode: userspace`, through its
+//! metering proxy; NodePorts through the proxy; and answers cluster DNS.
 //!
 //! Like containerd_pods.rs these run as root and fail (not skip) when a
 //! component is missing. Network use: pod IPs on the node's bridge, the
@@ -91,7 +93,28 @@ spec:
   - name: http
     port: 8081
     targetPort: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web-metered
+  annotations: {proxy.skiff.io/mode: userspace}
+spec:
+  selector: {app: web}
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
 "#;
+
+/// The kernel rules skiff wrote (`nft list table ip skiff-proxy`).
+fn kernel_rules() -> String {
+    std::process::Command::new("nft")
+        .args(["list", "table", "ip", "skiff-proxy"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
 
 fn http_get(addr: &str) -> Result<String> {
     use std::io::{Read, Write};
@@ -234,6 +257,25 @@ fn cluster_ip_node_port_and_dns_reach_every_ready_replica_from_the_host_and_a_po
     let seen = reaches_all(&env, &format!("{cluster_ip}:80"), &names)?;
     eprintln!("ClusterIP reached {seen:?} in {:?}", started.elapsed());
     reaches_all(&env, &format!("127.0.0.1:{node_port}"), &names)?;
+    let metered_ip = jsonpath(
+        &env,
+        &["get", "service", "web-metered"],
+        "{.spec.clusterIP}",
+    )?;
+    reaches_all(&env, &format!("{metered_ip}:80"), &names)?;
+
+    // `web` is carried by the kernel (three DNAT targets), `web-metered`
+    // by the proxy (no rule).
+    let rules = kernel_rules();
+    assert!(
+        rules.contains(&format!("ip daddr {cluster_ip} tcp dport 80 goto"))
+            && rules.contains("numgen random mod 3"),
+        "no kernel rule for web:\n{rules}"
+    );
+    assert!(
+        !rules.contains(&format!("ip daddr {metered_ip} ")),
+        "web-metered must not be in the kernel rules:\n{rules}"
+    );
 
     // Cluster DNS, asked from the host.
     let ip: Ipv4Addr = cluster_ip.parse()?;
@@ -283,13 +325,14 @@ spec:
         format!("the client pod's log ends with {tail:?}")
     })?;
 
-    // Counters: every response above was counted for the Service.
+    // Counters: every response through the proxy was counted for its
+    // Service (the kernel path counts none).
     let metrics = metrics(&env)?;
     let ok = sample(
         &metrics,
-        r#"skiff_service_requests_total{namespace="default",service="web",code_class="2xx"}"#,
+        r#"skiff_service_requests_total{namespace="default",service="web-metered",code_class="2xx"}"#,
     );
-    assert!(ok >= 3.0, "web 2xx = {ok}\n{metrics}");
+    assert!(ok >= 3.0, "web-metered 2xx = {ok}\n{metrics}");
     let ok_np = sample(
         &metrics,
         r#"skiff_service_requests_total{namespace="default",service="web-np",code_class="2xx"}"#,
@@ -327,12 +370,36 @@ spec:
         "traffic still spread after scale-down: {after:?}"
     );
 
-    // A graceful stop removes the service interface.
+    // Fail-static: with skiff killed by SIGKILL, the kernel path still
+    // carries the ClusterIP to the running replica.
+    let remaining = after.into_iter().next().context("one replica")?;
     let mut env = env;
+    env.cluster_mut().kill9()?;
+    for _ in 0..5 {
+        assert_eq!(
+            http_get(&format!("{cluster_ip}:80"))?,
+            remaining,
+            "the ClusterIP after a kill -9 of skiff up"
+        );
+    }
+
+    // A restart takes the rules over; a graceful stop removes the service
+    // interface and the rules.
+    env.cluster_mut().restart()?;
+    wait_for(
+        "the restarted cluster to serve",
+        Duration::from_secs(60),
+        || Ok(env.kubectl(&["get", "service", "web"]).ok()),
+    )?;
+    assert_eq!(http_get(&format!("{cluster_ip}:80"))?, remaining);
     env.cluster_mut().stop()?;
     let link = std::process::Command::new("ip")
         .args(["link", "show", SERVICE_INTERFACE])
         .output()?;
     assert!(!link.status.success(), "{SERVICE_INTERFACE} left behind");
+    let table = std::process::Command::new("nft")
+        .args(["list", "table", "ip", "skiff-proxy"])
+        .output()?;
+    assert!(!table.status.success(), "the skiff-proxy table left behind");
     Ok(())
 }

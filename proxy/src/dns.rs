@@ -252,6 +252,7 @@ mod tests {
 
     fn view(name: &str, ip: Option<Ipv4Addr>, headless: bool) -> ServiceView {
         ServiceView {
+            mode: None,
             namespace: "default".into(),
             name: name.into(),
             cluster_ip: ip,

@@ -14,6 +14,39 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 /// The label tying an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
+/// The Service annotation choosing its ClusterIP data path: `userspace`
+/// (metered: requests and errors counted) or `nftables` (kernel DNAT).
+pub const PROXY_MODE_ANNOTATION: &str = "proxy.skiff.io/mode";
+
+/// How a Service's ClusterIP ports are carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProxyMode {
+    /// Kernel DNAT rules: near the direct path's throughput, fail-static,
+    /// but no HTTP request counts.
+    #[default]
+    Nftables,
+    /// This process splices the connections and meters HTTP responses.
+    Userspace,
+}
+
+impl ProxyMode {
+    /// `nftables` or `userspace`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "nftables" => Some(Self::Nftables),
+            "userspace" => Some(Self::Userspace),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nftables => "nftables",
+            Self::Userspace => "userspace",
+        }
+    }
+}
+
 /// One endpoint of one Service port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
@@ -45,6 +78,8 @@ pub struct ServiceView {
     pub cluster_ip: Option<Ipv4Addr>,
     pub headless: bool,
     pub ports: Vec<PortView>,
+    /// The [`PROXY_MODE_ANNOTATION`], when set to a known mode.
+    pub mode: Option<ProxyMode>,
 }
 
 impl ServiceView {
@@ -90,12 +125,19 @@ pub fn service_view(service: &Service, slices: &[&EndpointSlice]) -> Option<Serv
             })
         })
         .collect();
+    let mode = service
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(PROXY_MODE_ANNOTATION))
+        .and_then(|m| ProxyMode::parse(m));
     Some(ServiceView {
         namespace,
         name,
         cluster_ip,
         headless,
         ports,
+        mode,
     })
 }
 

@@ -1,11 +1,19 @@
-//! The Service data path of a node: a userspace L4 proxy for ClusterIP and
-//! NodePort Services, and the cluster DNS server.
+//! The Service data path of a node: ClusterIPs as kernel DNAT rules
+//! (nftables) or through a metering userspace L4 proxy, NodePorts through
+//! the userspace proxy, and the cluster DNS server.
 //!
 //! Owns: the `skiff-svc` interface holding every ClusterIP as a /32 (and
-//! the cluster DNS IP), one TCP listener per ClusterIP:port and per
-//! nodePort, load balancing over ready endpoints (watched Services and
+//! the cluster DNS IP), the nftables table [`Config::nft_table`] (see
+//! [`nft`]), one TCP listener per metered ClusterIP:port and per nodePort,
+//! load balancing over ready endpoints (watched Services and
 //! EndpointSlices), per-Service and per-pod request counters metered from
 //! HTTP/1.x responses, and the DNS answers for `<svc>.<ns>.svc.<domain>`.
+//!
+//! Which path a ClusterIP takes: [`Config::mode`] (default nftables),
+//! overridden per Service by the `proxy.skiff.io/mode` annotation
+//! (`userspace` for Services whose requests and errors must be counted,
+//! e.g. for an autoscaler on `requests_per_second`). When `nft` cannot be
+//! run, every Service falls back to the userspace proxy.
 //!
 //! Must not depend on: the `apiserver` crate (the API is reached only
 //! through kube-rs), nor the `kubelet` crate (the binary adapts
@@ -13,7 +21,8 @@
 //! DNS queries outside the cluster domain, and only touches the interface
 //! named in [`Config::interface_name`].
 //!
-//! UDP Service ports are not proxied (only the DNS server speaks UDP).
+//! UDP Service ports are carried by the kernel path only; the userspace
+//! proxy speaks TCP.
 
 pub mod counters;
 pub mod dns;
@@ -21,6 +30,7 @@ pub mod endpoints;
 mod forward;
 mod iface;
 pub mod meter;
+pub mod nft;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -34,6 +44,8 @@ use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::Api;
 
 pub use counters::{Counters, PodCount};
+
+pub use endpoints::{ProxyMode, PROXY_MODE_ANNOTATION};
 
 use endpoints::{Backend, Backends, ServiceView, SERVICE_NAME_LABEL};
 use forward::{ConnContext, Route};
@@ -56,6 +68,9 @@ pub enum ProxyError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// `nft` rejected a ruleset or a command.
+    #[error("nft failed: {stderr}")]
+    Nft { stderr: String },
     /// A watch stream ended (it never should: it retries with backoff).
     #[error("the {0} watch ended")]
     WatchEnded(&'static str),
@@ -66,6 +81,12 @@ pub enum ProxyError {
 pub struct Ipv4Cidr {
     network: Ipv4Addr,
     prefix: u8,
+}
+
+impl std::fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
 }
 
 impl Ipv4Cidr {
@@ -98,6 +119,9 @@ impl Ipv4Cidr {
 /// The interface [`Config::new`] names.
 pub const DEFAULT_INTERFACE: &str = "skiff-svc";
 
+/// The nftables table [`Config::new`] names.
+pub const DEFAULT_NFT_TABLE: &str = "skiff-proxy";
+
 /// The proxy's configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -109,6 +133,11 @@ pub struct Config {
     pub cluster_domain: String,
     /// The link holding the ClusterIPs (created, and removed by [`cleanup`]).
     pub interface_name: String,
+    /// The data path of ClusterIPs whose Service has no mode annotation.
+    pub mode: ProxyMode,
+    /// The nftables table of the kernel path (replaced whole, and removed
+    /// by [`cleanup`]).
+    pub nft_table: String,
     /// The address nodePorts listen on (`0.0.0.0`: every node address,
     /// loopback included).
     pub node_port_bind: IpAddr,
@@ -131,6 +160,8 @@ impl Config {
             cluster_dns_ip: service_cidr.nth(10),
             cluster_domain: "cluster.local".to_string(),
             interface_name: DEFAULT_INTERFACE.to_string(),
+            mode: ProxyMode::Nftables,
+            nft_table: DEFAULT_NFT_TABLE.to_string(),
             node_port_bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             connect_timeout: Duration::from_secs(1),
             resync_period: Duration::from_secs(5),
@@ -140,14 +171,32 @@ impl Config {
     }
 }
 
-/// Removes the service interface (for `skiff down` and shutdown).
-pub async fn cleanup(interface_name: &str) -> Result<(), ProxyError> {
-    iface::remove(interface_name).await
+/// Removes the service interface and the kernel rules (for `skiff down`
+/// and shutdown).
+pub async fn cleanup(interface_name: &str, nft_table: &str) -> Result<(), ProxyError> {
+    let rules = nft::remove(nft_table).await;
+    iface::remove(interface_name).await?;
+    match rules {
+        // No `nft` on the machine: there were no rules either.
+        Err(ProxyError::Exec { .. }) => Ok(()),
+        other => other,
+    }
 }
 
 /// Runs the proxy and the DNS server until the task is dropped.
-pub async fn run(client: kube::Client, config: Config) -> Result<(), ProxyError> {
+pub async fn run(client: kube::Client, mut config: Config) -> Result<(), ProxyError> {
     iface::ensure(&config.interface_name).await?;
+    // The kernel path starts empty (a previous run's rules are replaced at
+    // the first reconcile, not before: pods stay reachable meanwhile). A
+    // machine where `nft` cannot run gets the userspace proxy throughout.
+    let kernel = match nft::apply(&format!("table ip {}\n", config.nft_table)).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "nftables unavailable: every ClusterIP goes through the userspace proxy");
+            config.mode = ProxyMode::Userspace;
+            false
+        }
+    };
     let dns_ip = config.cluster_dns_ip;
     iface::update(
         &config.interface_name,
@@ -188,7 +237,7 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), ProxyError>
     .map(|e| e.map(|e| (false, matches!(e, watcher::Event::InitDone))));
     let mut events = futures::stream::select(service_events.boxed(), slice_events.boxed());
 
-    let mut state = State::new(config, zone);
+    let mut state = State::new(config, zone, kernel);
     let mut services_listed = false;
     let mut slices_listed = false;
     let mut resync = tokio::time::interval(state.config.resync_period);
@@ -250,10 +299,14 @@ struct State {
     ctx: ConnContext,
     listeners: HashMap<SocketAddr, Listening>,
     addresses: BTreeSet<Ipv4Addr>,
+    /// Whether `nft` works here.
+    kernel: bool,
+    /// The last ruleset `nft` accepted (re-applied only when it changes).
+    applied_rules: Option<String>,
 }
 
 impl State {
-    fn new(config: Config, zone: dns::Zone) -> Self {
+    fn new(config: Config, zone: dns::Zone, kernel: bool) -> Self {
         let ctx = ConnContext {
             counters: config.counters.clone(),
             connect_timeout: config.connect_timeout,
@@ -265,6 +318,8 @@ impl State {
             ctx,
             listeners: HashMap::new(),
             addresses,
+            kernel,
+            applied_rules: None,
         }
     }
 
@@ -273,6 +328,11 @@ impl State {
         self.zone
             .replace(dns::Records::build(&self.config.cluster_domain, &views));
         let desired = desired_listeners(&self.config, &views);
+        let kernel_ports = if self.kernel {
+            kernel_ports(&self.config, &views)
+        } else {
+            Vec::new()
+        };
 
         let mut wanted_ips: BTreeSet<Ipv4Addr> = desired
             .keys()
@@ -280,11 +340,32 @@ impl State {
                 IpAddr::V4(ip) if self.config.service_cidr.contains(ip) => Some(ip),
                 _ => None,
             })
+            .chain(kernel_cluster_ips(&self.config, &views))
             .collect();
         wanted_ips.insert(self.config.cluster_dns_ip);
         let add: BTreeSet<_> = wanted_ips.difference(&self.addresses).copied().collect();
         if let Err(e) = iface::update(&self.config.interface_name, &add, &BTreeSet::new()).await {
             tracing::warn!(error = %e, "cannot add ClusterIPs to the service interface");
+        }
+
+        if self.kernel {
+            let script = nft::render(
+                &self.config.nft_table,
+                self.config.service_cidr,
+                &kernel_ports,
+            );
+            if self.applied_rules.as_deref() != Some(script.as_str()) {
+                match nft::apply(&script).await {
+                    Ok(()) => {
+                        tracing::debug!(ports = kernel_ports.len(), "kernel service rules applied");
+                        self.applied_rules = Some(script);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot apply the kernel service rules; retrying at the next resync");
+                        self.applied_rules = None;
+                    }
+                }
+            }
         }
 
         // Stale or re-assigned listeners stop accepting (open connections drain).
@@ -369,8 +450,78 @@ fn views(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Vec<Servic
         .collect()
 }
 
-/// The listeners `views` call for: every TCP port on its ClusterIP (in the
-/// service CIDR) and on its nodePort, except the DNS Service's.
+/// The data path of `view`'s ClusterIP.
+fn mode_of(config: &Config, view: &ServiceView) -> ProxyMode {
+    view.mode.unwrap_or(config.mode)
+}
+
+fn is_dns(config: &Config, view: &ServiceView) -> bool {
+    config.dns_service.0 == view.namespace && config.dns_service.1 == view.name
+}
+
+/// The ClusterIP (in the service CIDR) of `view`, unless it is the DNS
+/// Service's.
+fn proxied_cluster_ip(config: &Config, view: &ServiceView) -> Option<Ipv4Addr> {
+    view.cluster_ip
+        .filter(|ip| config.service_cidr.contains(*ip) && !is_dns(config, view))
+}
+
+/// ClusterIPs of kernel-path Services (held on the interface whether or
+/// not they have endpoints, so a connect is refused, not routed away).
+fn kernel_cluster_ips<'a>(
+    config: &'a Config,
+    views: &'a [ServiceView],
+) -> impl Iterator<Item = Ipv4Addr> + 'a {
+    views
+        .iter()
+        .filter(|v| mode_of(config, v) == ProxyMode::Nftables)
+        .filter_map(|v| proxied_cluster_ip(config, v))
+}
+
+/// The kernel rules `views` call for: every TCP and UDP port of a
+/// kernel-path ClusterIP that has an eligible endpoint (ready ones, or
+/// else serving terminating ones, as the userspace proxy chooses).
+fn kernel_ports(config: &Config, views: &[ServiceView]) -> Vec<nft::KernelPort> {
+    let mut out = Vec::new();
+    for view in views
+        .iter()
+        .filter(|v| mode_of(config, v) == ProxyMode::Nftables)
+    {
+        let Some(ip) = proxied_cluster_ip(config, view) else {
+            continue;
+        };
+        for port in &view.ports {
+            let protocol = match port.protocol.as_str() {
+                "TCP" => "tcp",
+                "UDP" => "udp",
+                _ => continue,
+            };
+            let endpoints: Vec<SocketAddr> = Backends::new(&port.endpoints)
+                .eligible()
+                .iter()
+                .map(|b| b.addr)
+                .collect();
+            if endpoints.is_empty() {
+                continue;
+            }
+            out.push(nft::KernelPort {
+                comment: format!(
+                    "{}/{}:{}/{}",
+                    view.namespace, view.name, port.port, port.protocol
+                ),
+                cluster_ip: ip,
+                protocol,
+                port: port.port,
+                endpoints,
+            });
+        }
+    }
+    out
+}
+
+/// The listeners `views` call for: every TCP port on a userspace-path
+/// ClusterIP (in the service CIDR) and every nodePort, except the DNS
+/// Service's.
 fn desired_listeners(config: &Config, views: &[ServiceView]) -> BTreeMap<SocketAddr, Desired> {
     let mut out = BTreeMap::new();
     for view in views {
@@ -378,15 +529,14 @@ fn desired_listeners(config: &Config, views: &[ServiceView]) -> BTreeMap<SocketA
         if key == config.dns_service {
             continue;
         }
+        let userspace_ip = proxied_cluster_ip(config, view)
+            .filter(|_| mode_of(config, view) == ProxyMode::Userspace);
         for port in view.ports.iter().filter(|p| p.protocol == "TCP") {
             let want = Desired {
                 key: key.clone(),
                 endpoints: port.endpoints.clone(),
             };
-            if let Some(ip) = view
-                .cluster_ip
-                .filter(|ip| config.service_cidr.contains(*ip))
-            {
+            if let Some(ip) = userspace_ip {
                 out.insert(SocketAddr::from((ip, port.port)), want.clone());
             }
             if let Some(node_port) = port.node_port {
@@ -408,6 +558,7 @@ mod tests {
 
     fn view(ns: &str, name: &str, ip: &str, protocol: &str, node_port: Option<u16>) -> ServiceView {
         ServiceView {
+            mode: None,
             namespace: ns.into(),
             name: name.into(),
             cluster_ip: ip.parse().ok(),
@@ -439,8 +590,80 @@ mod tests {
             view("default", "headless", "None", "TCP", None),
             view("default", "foreign", "192.168.0.1", "TCP", None),
         ];
-        let desired = desired_listeners(&config(), &views);
+        let mut userspace = config();
+        userspace.mode = ProxyMode::Userspace;
+        let desired = desired_listeners(&userspace, &views);
         let addrs: Vec<String> = desired.keys().map(ToString::to_string).collect();
         assert_eq!(addrs, vec!["0.0.0.0:30080", "10.96.0.20:80"]);
+    }
+
+    fn backend(addr: &str, ready: bool) -> Backend {
+        Backend {
+            addr: addr.parse().expect("addr"),
+            pod: None,
+            ready,
+            serving: ready,
+            terminating: false,
+        }
+    }
+
+    #[test]
+    fn by_default_cluster_ips_go_to_the_kernel_and_only_node_ports_are_listened_on() {
+        let mut web = view("default", "web", "10.96.0.20", "TCP", Some(30080));
+        web.ports[0].endpoints = vec![
+            backend("10.42.0.5:8080", true),
+            backend("10.42.0.6:8080", false),
+        ];
+        let mut udp = view("default", "udp", "10.96.0.21", "UDP", None);
+        udp.ports[0].endpoints = vec![backend("10.42.0.7:5353", true)];
+        let empty = view("default", "empty", "10.96.0.22", "TCP", None);
+        let dns = view("kube-system", "kube-dns", "10.96.0.10", "UDP", None);
+        let views = [web, udp, empty, dns];
+
+        let addrs: Vec<String> = desired_listeners(&config(), &views)
+            .keys()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(addrs, vec!["0.0.0.0:30080"]);
+
+        let ports = kernel_ports(&config(), &views);
+        let summary: Vec<(String, Vec<SocketAddr>)> = ports
+            .iter()
+            .map(|p| (p.comment.clone(), p.endpoints.clone()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (
+                    "default/web:80/TCP".to_string(),
+                    vec!["10.42.0.5:8080".parse().expect("addr")]
+                ),
+                (
+                    "default/udp:80/UDP".to_string(),
+                    vec!["10.42.0.7:5353".parse().expect("addr")]
+                ),
+            ],
+            "not-ready endpoints, endpoint-less ports and the DNS Service get no rule"
+        );
+        let ips: Vec<Ipv4Addr> = kernel_cluster_ips(&config(), &views).collect();
+        assert_eq!(
+            ips.len(),
+            3,
+            "{ips:?}: the endpoint-less ClusterIP is held too"
+        );
+    }
+
+    #[test]
+    fn the_mode_annotation_moves_one_service_to_the_metered_userspace_path() {
+        let mut metered = view("default", "metered", "10.96.0.30", "TCP", None);
+        metered.mode = Some(ProxyMode::Userspace);
+        metered.ports[0].endpoints = vec![backend("10.42.0.5:8080", true)];
+        let views = [metered];
+        assert!(kernel_ports(&config(), &views).is_empty());
+        let addrs: Vec<String> = desired_listeners(&config(), &views)
+            .keys()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(addrs, vec!["10.96.0.30:80"]);
     }
 }

@@ -16,6 +16,8 @@ pub struct ProxyOptions {
     /// `--cluster-dns`, or the service network + 10.
     pub cluster_dns: Option<Ipv4Addr>,
     pub cluster_domain: String,
+    /// `--proxy-mode`.
+    pub mode: proxy::ProxyMode,
 }
 
 impl ProxyOptions {
@@ -25,6 +27,7 @@ impl ProxyOptions {
             config.cluster_dns_ip = ip;
         }
         config.cluster_domain = self.cluster_domain.clone();
+        config.mode = self.mode;
         config
     }
 }
@@ -54,14 +57,15 @@ pub struct RunningProxy {
     pub task: tokio::task::JoinHandle<()>,
     pub counters: proxy::Counters,
     pub interface_name: String,
+    pub nft_table: String,
 }
 
 impl RunningProxy {
-    /// Stops the proxy and removes its interface.
+    /// Stops the proxy and removes its interface and kernel rules.
     pub async fn stop(self) {
         self.task.abort();
         let _ = self.task.await;
-        if let Err(e) = proxy::cleanup(&self.interface_name).await {
+        if let Err(e) = proxy::cleanup(&self.interface_name, &self.nft_table).await {
             tracing::warn!(error = %e, "cannot remove the service interface");
         }
     }
@@ -73,6 +77,7 @@ pub async fn start(kubeconfig: &Path, opts: &ProxyOptions) -> Result<RunningProx
     let config = opts.config();
     let counters = config.counters.clone();
     let interface_name = config.interface_name.clone();
+    let nft_table = config.nft_table.clone();
     let task = tokio::spawn(async move {
         if let Err(e) = proxy::run(client, config).await {
             tracing::error!(error = %e, "the service proxy stopped");
@@ -83,6 +88,7 @@ pub async fn start(kubeconfig: &Path, opts: &ProxyOptions) -> Result<RunningProx
         task,
         counters,
         interface_name,
+        nft_table,
     })
 }
 
@@ -165,6 +171,7 @@ mod tests {
             service_cidr: proxy::Ipv4Cidr::parse("10.100.0.0/16").expect("cidr"),
             cluster_dns: None,
             cluster_domain: "cluster.local".into(),
+            mode: proxy::ProxyMode::Nftables,
         };
         assert_eq!(opts.config().cluster_dns_ip, Ipv4Addr::new(10, 100, 0, 10));
     }

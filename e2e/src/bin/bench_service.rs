@@ -1,20 +1,21 @@
 //! Service data-path benchmark: HTTP throughput and latency direct to a
-//! backend vs through its ClusterIP (skiff's userspace proxy), in one run.
+//! pod vs through its ClusterIP, by the kernel path (nftables DNAT) and by
+//! skiff's metering userspace proxy, in one run.
 //!
-//! Two backends, each measured direct and through a ClusterIP, rounds
-//! interleaved so drift hits both sides alike:
+//! Two backends, each measured direct and through both ClusterIP paths,
+//! rounds interleaved so drift hits every target alike:
 //! - a busybox `httpd` pod (it closes every connection: one TCP connect per
-//!   request, the proxy's worst case: it makes two connects per request);
-//! - a keep-alive HTTP/1.1 server in this process on 127.0.0.1, behind a
-//!   selectorless Service with a hand-written EndpointSlice (connections
-//!   are reused: the proxy's steady-state splice cost).
+//!   request, the userspace proxy's worst case: two connects per request);
+//! - a keep-alive HTTP/1.1 server pod (`keepalive_server`, packed by
+//!   `skiff image build`): connections are reused, so this is the data
+//!   path's steady-state cost.
 //!
 //! Clients are keep-alive HTTP/1.1 loops at a fixed concurrency for a fixed
 //! time; the table shows medians over rounds of requests/s, p50 and p99.
 //!
 //! Usage (root, containerd installed; the binary under test is `SKIFF_BIN`
 //! or the workspace's target/{debug,release}/skiff):
-//! `flock /tmp/skiff-containerd-e2e.lock cargo run --release -p e2e --bin bench_service -- [--seconds 5] [--rounds 5] [--concurrency 16]`
+//! `flock /tmp/skiff-containerd-e2e.lock cargo build --release -p e2e --bin keepalive_server && cargo run --release -p e2e --bin bench_service -- [--seconds 5] [--rounds 5] [--concurrency 16]`
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +27,7 @@ use e2e::{wait_for, Cluster, ClusterOptions};
 use kubelet::containerd::test_image::{build_busybox_image, ArchiveFormat};
 use kubelet::AgentConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const NODE: &str = "skiff-node";
 
@@ -90,44 +91,11 @@ impl Drop for Bench {
                 );
             }
         }
-        for link in [self.node.bridge.as_str(), "skiff-svc"] {
-            let _ = std::process::Command::new("ip")
-                .args(["link", "delete", link])
-                .output();
-        }
+        let _ = std::process::Command::new("ip")
+            .args(["link", "delete", self.node.bridge.as_str()])
+            .output();
+        e2e::containerd::remove_service_path();
     }
-}
-
-/// A keep-alive HTTP/1.1 server answering `ok` to every request.
-async fn keep_alive_server() -> Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut pending = Vec::new();
-                loop {
-                    let n = match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    pending.extend_from_slice(&buf[..n]);
-                    let mut replies = Vec::new();
-                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-                        pending.drain(..end + 4);
-                        replies
-                            .extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
-                    }
-                    if stream.write_all(&replies).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    Ok(addr)
 }
 
 /// Reads one response; returns whether the connection may be reused.
@@ -277,70 +245,108 @@ fn main() -> Result<()> {
     build_busybox_image(&partial, "skiff-busybox:bench", ArchiveFormat::OciLayout)?;
     std::fs::rename(&partial, images.join("busybox.tar"))?;
 
-    let ka = runtime.block_on(keep_alive_server())?;
-    apply(
-        cluster,
-        &format!(
+    // The keep-alive backend: this workspace's `keepalive_server`, packed
+    // into an image with its libraries by `skiff image build`.
+    let server = std::env::current_exe()?.with_file_name("keepalive_server");
+    let out = std::process::Command::new(e2e::skiff_bin())
+        .args(["image", "build", "--binary"])
+        .arg(&server)
+        .args(["--name", "skiff.local/keepalive:bench", "--data-dir"])
+        .arg(cluster.data_dir.path())
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "skiff image build {}: {} (build it: cargo build -p e2e --bin keepalive_server)",
+            server.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let mut yaml = String::new();
+    for (app, image, command) in [
+        (
+            "bench",
+            "skiff-busybox:bench",
+            r#"["httpd", "-f", "-p", "8080", "-h", "/www"]"#,
+        ),
+        (
+            "bench-ka",
+            "skiff.local/keepalive:bench",
+            r#"["keepalive_server", "8080"]"#,
+        ),
+    ] {
+        yaml.push_str(&format!(
             r#"apiVersion: apps/v1
 kind: Deployment
-metadata: {{name: bench}}
+metadata: {{name: {app}}}
 spec:
   replicas: 1
-  selector: {{matchLabels: {{app: bench}}}}
+  selector: {{matchLabels: {{app: {app}}}}}
   template:
-    metadata: {{labels: {{app: bench}}}}
+    metadata: {{labels: {{app: {app}}}}}
     spec:
       terminationGracePeriodSeconds: 1
       containers:
-      - name: httpd
-        image: skiff-busybox:bench
+      - name: main
+        image: {image}
         imagePullPolicy: Never
-        command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+        command: {command}
 ---
 apiVersion: v1
 kind: Service
-metadata: {{name: bench}}
+metadata: {{name: {app}}}
 spec:
-  selector: {{app: bench}}
+  selector: {{app: {app}}}
   ports: [{{name: http, port: 80, targetPort: 8080}}]
 ---
 apiVersion: v1
 kind: Service
-metadata: {{name: bench-ka}}
-spec:
-  ports: [{{name: http, port: 80, targetPort: {port}}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
 metadata:
-  name: bench-ka-1
-  labels: {{kubernetes.io/service-name: bench-ka}}
-addressType: IPv4
-ports: [{{name: http, port: {port}}}]
-endpoints: [{{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}]
-"#,
-            port = ka.port()
-        ),
-    )?;
-    let pod_ip = wait_for("the bench pod's IP", Duration::from_secs(90), || {
-        let out = cluster.kubectl(&[
-            "get",
-            "pods",
-            "-l",
-            "app=bench",
-            "-o",
-            "jsonpath={.items[?(@.status.phase==\"Running\")].status.podIP}",
-        ])?;
-        Ok((!out.trim().is_empty()).then(|| out.trim().to_string()))
-    })?;
-    let cip = cluster.kubectl(&["get", "svc", "bench", "-o", "jsonpath={.spec.clusterIP}"])?;
-    let cip_ka =
-        cluster.kubectl(&["get", "svc", "bench-ka", "-o", "jsonpath={.spec.clusterIP}"])?;
+  name: {app}-us
+  annotations: {{proxy.skiff.io/mode: userspace}}
+spec:
+  selector: {{app: {app}}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+"#
+        ));
+    }
+    apply(cluster, &yaml)?;
+    let pod_ip = |app: &str| {
+        wait_for(
+            &format!("the {app} pod's IP"),
+            Duration::from_secs(90),
+            || {
+                let out = cluster.kubectl(&[
+                    "get",
+                    "pods",
+                    "-l",
+                    &format!("app={app}"),
+                    "-o",
+                    "jsonpath={.items[?(@.status.phase==\"Running\")].status.podIP}",
+                ])?;
+                Ok((!out.trim().is_empty()).then(|| out.trim().to_string()))
+            },
+        )
+    };
+    let cluster_ip = |svc: &str| -> Result<SocketAddr> {
+        let ip = cluster.kubectl(&["get", "svc", svc, "-o", "jsonpath={.spec.clusterIP}"])?;
+        Ok(format!("{ip}:80").parse()?)
+    };
+    let httpd_ip = pod_ip("bench")?;
+    let ka_ip = pod_ip("bench-ka")?;
     let targets: Vec<(&str, SocketAddr)> = vec![
-        ("httpd pod, direct", format!("{pod_ip}:8080").parse()?),
-        ("httpd pod, ClusterIP", format!("{cip}:80").parse()?),
-        ("keep-alive, direct", ka),
-        ("keep-alive, ClusterIP", format!("{cip_ka}:80").parse()?),
+        ("httpd pod, direct", format!("{httpd_ip}:8080").parse()?),
+        ("httpd pod, ClusterIP (nftables)", cluster_ip("bench")?),
+        ("httpd pod, ClusterIP (userspace)", cluster_ip("bench-us")?),
+        ("keep-alive pod, direct", format!("{ka_ip}:8080").parse()?),
+        (
+            "keep-alive pod, ClusterIP (nftables)",
+            cluster_ip("bench-ka")?,
+        ),
+        (
+            "keep-alive pod, ClusterIP (userspace)",
+            cluster_ip("bench-ka-us")?,
+        ),
     ];
     for (name, addr) in &targets {
         wait_for(
@@ -385,9 +391,11 @@ endpoints: [{{addresses: ["127.0.0.1"], conditions: {{ready: true}}}}]
         );
     }
     println!(
-        "ClusterIP / direct throughput: httpd pod {:.0}%, keep-alive {:.0}%",
+        "ClusterIP / direct throughput: httpd pod nftables {:.0}%, userspace {:.0}%; keep-alive pod nftables {:.0}%, userspace {:.0}%",
         100.0 * rps[1] / rps[0],
-        100.0 * rps[3] / rps[2]
+        100.0 * rps[2] / rps[0],
+        100.0 * rps[4] / rps[3],
+        100.0 * rps[5] / rps[3]
     );
     drop(bench);
     Ok(())

@@ -1,0 +1,235 @@
+//! The kernel data path: ClusterIP Services as nftables DNAT rules, as
+//! kube-proxy's nftables mode does, driven through Debian's `nft`.
+//!
+//! One table of skiff's own ([`crate::Config::nft_table`]) holds it all and
+//! is replaced whole in one `nft -f` transaction on every change, so a
+//! ruleset is never seen half-written. Its chains:
+//! - `prerouting` (pods) and `output` (the host) jump to `services`, which
+//!   matches `ClusterIP . protocol . port` and goes to that port's chain;
+//! - each port's chain picks an endpoint with `numgen random` (no session
+//!   affinity) and goes to the endpoint's chain, which DNATs;
+//! - `postrouting` masquerades every connection whose original destination
+//!   was in the service CIDR, so replies come back through the host even
+//!   between two pods on one bridge (no `br_netfilter` needed). Backends
+//!   see the bridge gateway as the client address.
+//!
+//! Ports with no eligible endpoint get no rule: the ClusterIP is a local
+//! address of the host and nothing listens on it, so a client's connect
+//! is refused at once, as with kube-proxy's reject rule.
+//!
+//! The rules outlive the process (they are kernel state): a skiff killed
+//! with SIGKILL leaves running pods reachable through their ClusterIPs
+//! (fail-static). A new run replaces the table; [`remove`] deletes it.
+
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Stdio;
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use crate::{Ipv4Cidr, ProxyError};
+
+/// One ClusterIP port handled by the kernel, with the endpoints it may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelPort {
+    /// `namespace/name:port/PROTOCOL`, kept as a rule comment.
+    pub comment: String,
+    pub cluster_ip: Ipv4Addr,
+    /// `tcp` or `udp`.
+    pub protocol: &'static str,
+    pub port: u16,
+    /// Never empty (ports without endpoints get no rule).
+    pub endpoints: Vec<SocketAddr>,
+}
+
+/// The whole table as an `nft -f` script: create it if missing, delete it,
+/// and write it again, all in one transaction.
+pub fn render(table: &str, service_cidr: Ipv4Cidr, ports: &[KernelPort]) -> String {
+    let mut out = String::new();
+    // `write!` into a String cannot fail.
+    let _ = writeln!(out, "table ip {table}");
+    let _ = writeln!(out, "delete table ip {table}");
+    let _ = writeln!(out, "table ip {table} {{");
+    for (hook, priority) in [("prerouting", "dstnat"), ("output", "-100")] {
+        let _ = writeln!(
+            out,
+            "\tchain {hook} {{\n\t\ttype nat hook {hook} priority {priority}; policy accept;\n\t\tjump services\n\t}}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\tct status dnat ct original ip daddr {} masquerade\n\t}}",
+        service_cidr
+    );
+    let _ = writeln!(out, "\tchain services {{");
+    for (i, p) in ports.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "\t\tip daddr {} {} dport {} goto svc-{i} comment {:?}",
+            p.cluster_ip,
+            p.protocol,
+            p.port,
+            sanitize(&p.comment)
+        );
+    }
+    let _ = writeln!(out, "\t}}");
+    for (i, p) in ports.iter().enumerate() {
+        let targets: Vec<String> = (0..p.endpoints.len())
+            .map(|j| format!("{j} : goto ep-{i}-{j}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "\tchain svc-{i} {{\n\t\tnumgen random mod {} vmap {{ {} }}\n\t}}",
+            p.endpoints.len(),
+            targets.join(", ")
+        );
+        for (j, ep) in p.endpoints.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "\tchain ep-{i}-{j} {{\n\t\tmeta l4proto {} dnat to {ep}\n\t}}",
+                p.protocol
+            );
+        }
+    }
+    let _ = writeln!(out, "}}");
+    out
+}
+
+/// Keeps a comment printable and free of quotes (nft's string syntax).
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
+        .take(120)
+        .collect()
+}
+
+async fn nft(args: &[&str], stdin: Option<&str>) -> Result<std::process::Output, ProxyError> {
+    let exec = |source| ProxyError::Exec {
+        program: "nft".to_string(),
+        source,
+    };
+    let mut child = Command::new("nft")
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(exec)?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes()).await.map_err(exec)?;
+        drop(pipe);
+    }
+    child.wait_with_output().await.map_err(exec)
+}
+
+/// Applies a script from [`render`] in one transaction.
+pub async fn apply(script: &str) -> Result<(), ProxyError> {
+    let out = nft(&["-f", "-"], Some(script)).await?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(ProxyError::Nft {
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// Deletes `table` (absent is fine).
+pub async fn remove(table: &str) -> Result<(), ProxyError> {
+    let listed = nft(&["list", "table", "ip", table], None).await?;
+    if !listed.status.success() {
+        return Ok(());
+    }
+    let out = nft(&["delete", "table", "ip", table], None).await?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(ProxyError::Nft {
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(ip: &str, protocol: &'static str, eps: &[&str]) -> KernelPort {
+        KernelPort {
+            comment: "default/web:80/TCP".into(),
+            cluster_ip: ip.parse().expect("ip"),
+            protocol,
+            port: 80,
+            endpoints: eps.iter().map(|e| e.parse().expect("endpoint")).collect(),
+        }
+    }
+
+    #[test]
+    fn the_script_replaces_the_table_in_one_transaction() {
+        let cidr = Ipv4Cidr::parse("10.96.0.0/16").expect("cidr");
+        let script = render("skiff-proxy", cidr, &[]);
+        let lines: Vec<&str> = script.lines().take(3).collect();
+        assert_eq!(
+            lines,
+            [
+                "table ip skiff-proxy",
+                "delete table ip skiff-proxy",
+                "table ip skiff-proxy {"
+            ]
+        );
+        assert!(script.contains("ct original ip daddr 10.96.0.0/16 masquerade"));
+        assert!(script.contains("type nat hook output priority -100"));
+    }
+
+    #[test]
+    fn each_port_spreads_at_random_over_its_endpoints() {
+        let cidr = Ipv4Cidr::parse("10.96.0.0/16").expect("cidr");
+        let script = render(
+            "t",
+            cidr,
+            &[
+                port("10.96.0.20", "tcp", &["10.42.0.5:8080", "10.42.0.6:8080"]),
+                port("10.96.0.21", "udp", &["10.42.0.7:5353"]),
+            ],
+        );
+        assert!(script.contains(
+            "ip daddr 10.96.0.20 tcp dport 80 goto svc-0 comment \"default/web:80/TCP\""
+        ));
+        assert!(script.contains("numgen random mod 2 vmap { 0 : goto ep-0-0, 1 : goto ep-0-1 }"));
+        assert!(script.contains("meta l4proto tcp dnat to 10.42.0.6:8080"));
+        assert!(script.contains("ip daddr 10.96.0.21 udp dport 80 goto svc-1"));
+        assert!(script.contains("meta l4proto udp dnat to 10.42.0.7:5353"));
+    }
+
+    #[tokio::test]
+    async fn the_kernel_accepts_a_rendered_ruleset_in_check_mode() {
+        let cidr = Ipv4Cidr::parse("10.96.0.0/16").expect("cidr");
+        let script = render(
+            "skiff-proxy-check",
+            cidr,
+            &[
+                port("10.96.0.20", "tcp", &["10.42.0.5:8080", "10.42.0.6:8080"]),
+                port("10.96.0.21", "udp", &["10.42.0.7:5353"]),
+            ],
+        );
+        // `nft -c` parses and validates against the kernel, changing nothing.
+        let out = nft(&["-c", "-f", "-"], Some(&script))
+            .await
+            .expect("nft runs (package nftables)");
+        assert!(
+            out.status.success(),
+            "{}\n{script}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn comments_cannot_break_out_of_their_quotes() {
+        assert_eq!(sanitize("a\"b\\c d;e"), "abcd;e");
+    }
+}
