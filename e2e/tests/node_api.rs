@@ -158,7 +158,7 @@ fn kubectl_top_shows_a_busy_containers_cpu_and_memory_and_the_agent_requires_a_c
     wait_running(&env, "idle")?;
 
     let top = wait_for(
-        "kubectl top pods to show burner above 100m",
+        "kubectl top pods to show burner above 100m, and idle",
         Duration::from_secs(60),
         || {
             let out = env
@@ -173,7 +173,9 @@ fn kubectl_top_shows_a_busy_containers_cpu_and_memory_and_the_agent_requires_a_c
                         .and_then(|c| millicores(c))
                         .is_some_and(|c| c > 100)
             });
-            Ok(busy.then_some(text))
+            // Each pod appears once its node has two samples of it.
+            let idle = text.lines().any(|l| l.starts_with("idle "));
+            Ok((busy && idle).then_some(text))
         },
     )?;
     let burner: Vec<&str> = top
@@ -225,22 +227,43 @@ fn kubectl_top_shows_a_busy_containers_cpu_and_memory_and_the_agent_requires_a_c
     ])?;
     assert!(!missing.status.success());
 
-    // The custom metrics API answers for every running pod (no traffic: 0).
-    let custom = env.kubectl(&[
+    // A pod no metering Service routes to has no request metrics (missing,
+    // not zero: an autoscaler must not read it as idle).
+    let unmetered = env.cluster().kubectl_output(&[
         "get",
         "--raw",
-        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/requests_per_second?labelSelector=test%3Didle",
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/idle/requests_per_second",
     ])?;
-    let custom: serde_json::Value = serde_json::from_str(&custom)?;
+    assert!(
+        !unmetered.status.success(),
+        "an unmetered pod has no requests_per_second"
+    );
+
+    // Behind a Service on the metering path, every running pod it selects
+    // reports (no traffic: 0), and the Service reports their sum.
+    env.apply(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: idle-svc\n  annotations: {proxy.skiff.io/mode: userspace}\nspec:\n  selector: {test: idle}\n  ports:\n  - port: 80\n",
+    )?;
+    let custom = wait_for(
+        "the idle pod to be metered",
+        Duration::from_secs(20),
+        || {
+            Ok(env
+            .kubectl(&[
+                "get",
+                "--raw",
+                "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/requests_per_second?labelSelector=test%3Didle",
+            ])
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .filter(|v| v["items"][0].is_object()))
+        },
+    )?;
     assert_eq!(custom["kind"], "MetricValueList");
     assert_eq!(custom["items"][0]["describedObject"]["name"], "idle");
     assert_eq!(custom["items"][0]["metric"]["name"], "requests_per_second");
     assert_eq!(custom["items"][0]["value"], "0");
 
-    // Object metrics of a Service: the sum over the pods it selects.
-    env.apply(
-        "apiVersion: v1\nkind: Service\nmetadata:\n  name: idle-svc\nspec:\n  selector: {test: idle}\n  ports:\n  - port: 80\n",
-    )?;
     let service = env.kubectl(&[
         "get",
         "--raw",

@@ -368,6 +368,15 @@ impl State {
             }
         }
 
+        // Every pod a metering route may reach is reported from now on (at
+        // zero until its first request); pods only the kernel path reaches
+        // are not, so their request metrics read as missing, not zero.
+        for want in desired.values() {
+            for pod in want.endpoints.iter().filter_map(|b| b.pod.as_deref()) {
+                self.config.counters.pod(&want.key.0, pod);
+            }
+        }
+
         // Stale or re-assigned listeners stop accepting (open connections drain).
         self.listeners
             .retain(|addr, l| desired.get(addr).is_some_and(|d| d.key == l.key));

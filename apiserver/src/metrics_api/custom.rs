@@ -70,41 +70,26 @@ pub(super) async fn custom_metrics(
         )));
     }
     let stats = state.agents.request_stats(state).await?;
-    // No node reports request counts (e.g. only simulated nodes): the
+    // A pod no node meters (only simulated nodes, or no metering Service
+    // routes to it: `proxy.skiff.io/mode: userspace`) has no value: the
     // metric is missing, not zero, so an autoscaler does not act on it.
-    if stats.is_empty() {
-        if name == "*" {
-            return Ok(json!({
-                "kind": "MetricValueList",
-                "apiVersion": format!("{CUSTOM_METRICS_GROUP}/v1beta2"),
-                "metadata": {},
-                "items": [],
-            }));
-        }
-        return Err(ApiError::NotFound(Target::new(
-            CUSTOM_METRICS_GROUP,
-            metric,
-            name,
-        )));
-    }
     let rates = rates_by_pod(&stats, metric);
     let time = now();
     let rate_of = |pod: &Value| {
         let pod_name = pod["metadata"]["name"].as_str().unwrap_or_default();
-        rates
-            .get(&(ns.to_string(), pod_name.to_string()))
-            .copied()
-            .unwrap_or(0.0)
+        rates.get(&(ns.to_string(), pod_name.to_string())).copied()
     };
+    let missing = || ApiError::NotFound(Target::new(CUSTOM_METRICS_GROUP, metric, name));
     let pods = list(state, &format!("/registry/core/pods/{ns}/"), "pods").await?;
     let items = match (resource, name) {
         ("pods", "*") => {
             let selector = selector(query)?;
             pods.iter()
                 .filter(|p| is_running(p) && selector.matches_object(p))
-                .map(|p| {
+                .filter_map(|p| {
                     let pod_name = p["metadata"]["name"].as_str().unwrap_or_default();
-                    metric_value("Pod", ns, pod_name, metric, rate_of(p), &time)
+                    let rate = rate_of(p)?;
+                    Some(metric_value("Pod", ns, pod_name, metric, rate, &time))
                 })
                 .collect()
         }
@@ -113,14 +98,8 @@ pub(super) async fn custom_metrics(
                 .iter()
                 .find(|p| p["metadata"]["name"] == pod_name)
                 .ok_or_else(|| ApiError::NotFound(Target::new("", "pods", pod_name)))?;
-            vec![metric_value(
-                "Pod",
-                ns,
-                pod_name,
-                metric,
-                rate_of(pod),
-                &time,
-            )]
+            let rate = rate_of(pod).ok_or_else(missing)?;
+            vec![metric_value("Pod", ns, pod_name, metric, rate, &time)]
         }
         (_, service_name) => {
             let service = get(
@@ -137,7 +116,7 @@ pub(super) async fn custom_metrics(
                         .collect()
                 })
                 .unwrap_or_default();
-            let total: f64 = pods
+            let metered: Vec<f64> = pods
                 .iter()
                 .filter(|p| {
                     !selector.is_empty()
@@ -146,8 +125,12 @@ pub(super) async fn custom_metrics(
                             .iter()
                             .all(|(k, v)| p["metadata"]["labels"][k].as_str() == Some(v.as_str()))
                 })
-                .map(rate_of)
-                .sum();
+                .filter_map(rate_of)
+                .collect();
+            if metered.is_empty() {
+                return Err(missing());
+            }
+            let total: f64 = metered.iter().sum();
             vec![metric_value(
                 "Service",
                 ns,
