@@ -138,6 +138,9 @@ pub struct Config {
     /// The nftables table of the kernel path (replaced whole, and removed
     /// by [`cleanup`]).
     pub nft_table: String,
+    /// Masquerade every pod's kernel-path Service connection, not only
+    /// hairpin ones (set when bridged traffic cannot pass netfilter).
+    pub masquerade_pods: bool,
     /// The address nodePorts listen on (`0.0.0.0`: every node address,
     /// loopback included).
     pub node_port_bind: IpAddr,
@@ -162,6 +165,7 @@ impl Config {
             interface_name: DEFAULT_INTERFACE.to_string(),
             mode: ProxyMode::Nftables,
             nft_table: DEFAULT_NFT_TABLE.to_string(),
+            masquerade_pods: false,
             node_port_bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             connect_timeout: Duration::from_secs(1),
             resync_period: Duration::from_secs(5),
@@ -190,7 +194,10 @@ pub async fn run(client: kube::Client, mut config: Config) -> Result<(), ProxyEr
     // the first reconcile, not before: pods stay reachable meanwhile). A
     // machine where `nft` cannot run gets the userspace proxy throughout.
     let kernel = match nft::apply(&format!("table ip {}\n", config.nft_table)).await {
-        Ok(()) => true,
+        Ok(()) => {
+            config.masquerade_pods = !nft::enable_bridge_netfilter();
+            true
+        }
         Err(e) => {
             tracing::warn!(error = %e, "nftables unavailable: every ClusterIP goes through the userspace proxy");
             config.mode = ProxyMode::Userspace;
@@ -353,6 +360,7 @@ impl State {
                 &self.config.nft_table,
                 self.config.service_cidr,
                 &kernel_ports,
+                self.config.masquerade_pods,
             );
             if self.applied_rules.as_deref() != Some(script.as_str()) {
                 match nft::apply(&script).await {
