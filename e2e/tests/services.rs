@@ -287,8 +287,18 @@ fn cluster_ip_node_port_and_dns_reach_every_ready_replica_from_the_host_and_a_po
 
     // From inside a pod: the ClusterIP (busybox-static's wget crashes in
     // the test image, so nc), and the DNS server by name.
+    // The client also serves, behind its own Service, and reaches itself
+    // through it (hairpin: masqueraded so the reply comes back via the host).
+    env.apply(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: client-self\nspec:\n  selector: {app: client}\n  ports:\n  - {port: 80, targetPort: 8080}\n",
+    )?;
+    let self_ip = jsonpath(
+        &env,
+        &["get", "service", "client-self"],
+        "{.spec.clusterIP}",
+    )?;
     let script = format!(
-        "while true; do echo \"via-ip $(printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {cluster_ip} 80 | grep web-)\"; busybox nslookup web.default.svc.cluster.local {DNS_IP} 2>&1 | grep -q {cluster_ip} && echo dns-ok; busybox nslookup web 2>&1 | grep -q {cluster_ip} && echo short-ok; sleep 0.5; done"
+        "mkdir -p /tmp/www && echo self-ok > /tmp/www/index.html && httpd -p 8080 -h /tmp/www; while true; do printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {self_ip} 80 | grep -q self-ok && echo hairpin-ok; echo \"via-ip $(printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {cluster_ip} 80 | grep web-)\"; busybox nslookup web.default.svc.cluster.local {DNS_IP} 2>&1 | grep -q {cluster_ip} && echo dns-ok; busybox nslookup web 2>&1 | grep -q {cluster_ip} && echo short-ok; sleep 0.5; done"
     );
     env.apply(&format!(
         r#"apiVersion: v1
@@ -309,14 +319,18 @@ spec:
         Ok(env.pods("app=client")?.into_iter().next())
     })?;
     wait_for(
-        "the pod to reach the ClusterIP and the DNS server",
+        "the pod to reach the ClusterIP, the DNS server and itself",
         Duration::from_secs(60),
         || {
             let log = pod_log(&env, &client, "main");
             let via_ip = names.iter().any(|n| log.contains(&format!("via-ip {n}")));
             // `web` alone resolves through the pod's resolv.conf (the
             // cluster DNS and its search list).
-            Ok((via_ip && log.contains("dns-ok") && log.contains("short-ok")).then_some(()))
+            Ok((via_ip
+                && log.contains("dns-ok")
+                && log.contains("short-ok")
+                && log.contains("hairpin-ok"))
+            .then_some(()))
         },
     )
     .with_context(|| {
