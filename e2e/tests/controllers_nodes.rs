@@ -813,6 +813,100 @@ async fn a_daemonset_runs_exactly_one_pod_on_each_eligible_node_and_rolls_them()
     Ok(())
 }
 
+fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemonset_with_max_surge_starts_each_new_pod_before_its_old_one_goes() -> Result<()> {
+    use futures::{StreamExt, TryStreamExt};
+    use kube::runtime::watcher::{self, watcher, Event};
+    use kube::runtime::WatchStreamExt;
+
+    let c = cluster()?;
+    let client = c.client().await?;
+    let nodes = SIM_NODES as usize;
+    let ds = json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "surge"},
+        "spec": {"selector": {"matchLabels": {"app": "surge"}},
+            "updateStrategy": {"type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {"metadata": {"labels": {"app": "surge"}},
+                "spec": {"containers": [{"name": "main", "image": "agent:1"}]}}},
+    });
+    c.kubectl_stdin(&["apply", "-f", "-"], &ds.to_string())?;
+    c.kubectl(&["rollout", "status", "ds/surge", "--timeout=60s"])?;
+
+    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let mut events = watcher(api, watcher::Config::default().labels("app=surge"))
+        .default_backoff()
+        .boxed();
+    let mut pods: BTreeMap<String, Pod> = BTreeMap::new();
+    loop {
+        match events.try_next().await?.context("watch ended")? {
+            Event::InitApply(p) => {
+                pods.insert(p.name_any(), p);
+            }
+            Event::InitDone => break,
+            _ => {}
+        }
+    }
+    c.kubectl(&["set", "image", "ds/surge", "main=agent:2"])?;
+    let deadline = Instant::now() + TIMEOUT;
+    let mut most = 0;
+    let mut history = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.try_next()).await {
+            Ok(Ok(Some(Event::Apply(p)))) => {
+                pods.insert(p.name_any(), p);
+            }
+            Ok(Ok(Some(Event::Delete(p)))) => {
+                pods.remove(&p.name_any());
+            }
+            Ok(Ok(Some(_))) | Err(_) => {}
+            Ok(Ok(None)) => bail!("watch ended"),
+            Ok(Err(e)) => return Err(e.into()),
+        }
+        let live: Vec<&Pod> = pods
+            .values()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        let ready = live.iter().filter(|p| pod_ready(p)).count();
+        let updated = live
+            .iter()
+            .filter(|p| {
+                pod_ready(p)
+                    && p.spec
+                        .as_ref()
+                        .is_some_and(|s| s.containers[0].image.as_deref() == Some("agent:2"))
+            })
+            .count();
+        history.push((live.len(), ready, updated));
+        most = most.max(live.len());
+        // maxSurge 1: at most one extra pod; maxUnavailable 0: never fewer
+        // Ready pods than nodes, at any watch event.
+        assert!(live.len() <= nodes + 1, "surge exceeded: {history:?}");
+        assert!(ready >= nodes, "availability dropped: {history:?}");
+        if updated == nodes && live.len() == nodes {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the rollout did not finish: (live, ready, updated) {history:?}");
+        }
+    }
+    assert_eq!(
+        most,
+        nodes + 1,
+        "new pods started beside old ones: {history:?}"
+    );
+    c.kubectl(&["rollout", "status", "ds/surge", "--timeout=30s"])?;
+    Ok(())
+}
+
 fn job_json(
     name: &str,
     completions: i32,

@@ -113,25 +113,35 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
     sync(ds, ctx).instrument(span).await
 }
 
-/// `maxUnavailable` of a RollingUpdate scaled against `desired` (rounded
-/// up, at least 1); `None` for OnDelete.
-pub fn max_unavailable(ds: &DaemonSet, desired: usize) -> Option<usize> {
+/// A RollingUpdate's `maxUnavailable` (default 1) and `maxSurge` (default
+/// 0) scaled against `desired` (percentages rounded up, as Kubernetes
+/// does); `None` for OnDelete. Both zero (rejected by Kubernetes'
+/// validation) acts as `maxUnavailable: 1`.
+pub fn rolling(ds: &DaemonSet, desired: usize) -> Option<rollout::Rolling> {
     let strategy = ds.spec.as_ref()?.update_strategy.as_ref();
     if strategy.and_then(|s| s.type_.as_deref()) == Some("OnDelete") {
         return None;
     }
-    let value = strategy
-        .and_then(|s| s.rolling_update.as_ref())
-        .and_then(|r| r.max_unavailable.clone())
-        .unwrap_or(IntOrString::Int(1));
-    let n = match value {
+    let rolling_update = strategy.and_then(|s| s.rolling_update.as_ref());
+    let scaled = |value: Option<IntOrString>, default: i32| match value
+        .unwrap_or(IntOrString::Int(default))
+    {
         IntOrString::Int(n) => n.max(0) as usize,
         IntOrString::String(s) => {
             let pct: usize = s.trim_end_matches('%').parse().unwrap_or(0);
             (pct * desired).div_ceil(100)
         }
     };
-    Some(n.max(1))
+    let max_unavailable = scaled(rolling_update.and_then(|r| r.max_unavailable.clone()), 1);
+    let max_surge = scaled(rolling_update.and_then(|r| r.max_surge.clone()), 0);
+    Some(rollout::Rolling {
+        max_unavailable: if max_surge == 0 {
+            max_unavailable.max(1)
+        } else {
+            max_unavailable
+        },
+        max_surge,
+    })
 }
 
 async fn sync(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -227,13 +237,7 @@ async fn sync(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Error> {
     let mut manage_error = None;
     if needs_sync && !deleting {
         let desired = node_pods.iter().filter(|n| n.placement.should_run).count();
-        let plan = rollout::plan(
-            &node_pods,
-            &hash,
-            max_unavailable(&ds, desired),
-            min_ready,
-            now,
-        );
+        let plan = rollout::plan(&node_pods, &hash, rolling(&ds, desired), min_ready, now);
         if let Err(e) = apply(&ctx, &ds, &key, &pod_api, &hash, plan).await {
             manage_error = Some(e);
         }

@@ -1,7 +1,8 @@
 //! The pure part of a DaemonSet sync: which nodes get a new pod, which pods
 //! go (extras, failed ones, ones on nodes that no longer qualify, and old
-//! revisions within `maxUnavailable`), and the status counts `kubectl
-//! rollout status ds` reads.
+//! revisions within `maxUnavailable`, or after their surge replacement is
+//! available with `maxSurge`), and the status counts `kubectl rollout
+//! status ds` reads.
 
 use k8s_openapi::api::apps::v1::DaemonSetStatus;
 use k8s_openapi::api::core::v1::Pod;
@@ -45,20 +46,34 @@ pub fn is_updated(p: &Pod, hash: &str) -> bool {
         == Some(hash)
 }
 
-/// Plans one sync. `max_unavailable` is `Some` for RollingUpdate (already
-/// scaled against the desired count), `None` for OnDelete.
+/// A RollingUpdate's limits, scaled against the desired node count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rolling {
+    pub max_unavailable: usize,
+    /// Above 0, old pods are replaced surge-first: the new pod starts next
+    /// to the old one, which goes once the new one is available.
+    pub max_surge: usize,
+}
+
+/// Plans one sync. `rolling` is `Some` for RollingUpdate, `None` for
+/// OnDelete.
 pub fn plan(
     nodes: &[NodePods],
     hash: &str,
-    max_unavailable: Option<usize>,
+    rolling: Option<Rolling>,
     min_ready_seconds: i32,
     now: Timestamp,
 ) -> Plan {
     let mut plan = Plan::default();
+    let surge = rolling.is_some_and(|r| r.max_surge > 0);
     // Rolling update bookkeeping: unavailable nodes and old pods to replace.
     let mut unavailable = 0;
     let mut replace_now = Vec::new();
     let mut candidates = Vec::new();
+    // Surge bookkeeping: nodes running an old and a not yet available new
+    // pod, and nodes whose available old pod waits for a surge slot.
+    let mut surging = 0;
+    let mut surge_candidates = Vec::new();
     for n in nodes {
         let (failed, running): (Vec<&Pod>, Vec<&Pod>) = n.pods.iter().partition(|p| is_failed(p));
         plan.delete.extend(failed.iter().map(|p| name(p)));
@@ -78,6 +93,13 @@ pub fn plan(
                     if !available {
                         unavailable += 1;
                     }
+                } else if surge {
+                    if available {
+                        surge_candidates.push(n.node.clone());
+                    } else {
+                        // Nothing to keep serving: replace at once.
+                        plan.create.push(n.node.clone());
+                    }
                 } else if !available {
                     replace_now.push(name(pod));
                 } else {
@@ -85,6 +107,18 @@ pub fn plan(
                 }
             }
             [_] => {}
+            [old, new]
+                if surge
+                    && n.placement.should_run
+                    && !is_updated(old, hash)
+                    && is_updated(new, hash) =>
+            {
+                if is_available(new, min_ready_seconds, now) {
+                    plan.delete.push(name(old));
+                } else {
+                    surging += 1;
+                }
+            }
             [_, extra @ ..] => {
                 // Keep the oldest; the node is not settled yet.
                 plan.delete.extend(extra.iter().map(|p| name(p)));
@@ -92,10 +126,21 @@ pub fn plan(
             }
         }
     }
-    if let Some(max) = max_unavailable {
-        let budget = max.saturating_sub(unavailable).min(candidates.len());
-        plan.delete.extend(replace_now);
-        plan.delete.extend(candidates.into_iter().take(budget));
+    match rolling {
+        Some(r) if surge => {
+            let budget = r.max_surge.saturating_sub(surging);
+            plan.create
+                .extend(surge_candidates.into_iter().take(budget));
+        }
+        Some(r) => {
+            let budget = r
+                .max_unavailable
+                .saturating_sub(unavailable)
+                .min(candidates.len());
+            plan.delete.extend(replace_now);
+            plan.delete.extend(candidates.into_iter().take(budget));
+        }
+        None => {}
     }
     plan
 }
@@ -161,6 +206,20 @@ mod tests {
         p
     }
 
+    fn unavailable(max_unavailable: usize) -> Option<Rolling> {
+        Some(Rolling {
+            max_unavailable,
+            max_surge: 0,
+        })
+    }
+
+    fn surge(max_surge: usize) -> Option<Rolling> {
+        Some(Rolling {
+            max_unavailable: 0,
+            max_surge,
+        })
+    }
+
     fn node<'a>(n: &str, pods: Vec<&'a Pod>) -> NodePods<'a> {
         NodePods {
             node: n.into(),
@@ -172,7 +231,7 @@ mod tests {
     #[test]
     fn every_eligible_node_without_a_pod_gets_one() {
         let nodes = [node("a", vec![]), node("b", vec![])];
-        let p = plan(&nodes, "h1", Some(1), 0, ts(10));
+        let p = plan(&nodes, "h1", unavailable(1), 0, ts(10));
         assert_eq!(p.create, ["a", "b"]);
         assert!(p.delete.is_empty());
     }
@@ -180,7 +239,7 @@ mod tests {
     #[test]
     fn extra_pods_on_a_node_are_deleted_keeping_the_oldest() {
         let (a, b) = (daemon_pod("a", "h1", true), daemon_pod("b", "h1", true));
-        let p = plan(&[node("n", vec![&a, &b])], "h1", Some(1), 0, ts(10));
+        let p = plan(&[node("n", vec![&a, &b])], "h1", unavailable(1), 0, ts(10));
         assert_eq!(p.delete, ["b"]);
     }
 
@@ -194,9 +253,9 @@ mod tests {
             .enumerate()
             .map(|(i, p)| node(&format!("n{i}"), vec![p]))
             .collect();
-        let p = plan(&nodes, "new", Some(1), 0, ts(10));
+        let p = plan(&nodes, "new", unavailable(1), 0, ts(10));
         assert_eq!(p.delete, ["p0"]);
-        let p = plan(&nodes, "new", Some(2), 0, ts(10));
+        let p = plan(&nodes, "new", unavailable(2), 0, ts(10));
         assert_eq!(p.delete.len(), 2);
         assert!(
             plan(&nodes, "new", None, 0, ts(10)).delete.is_empty(),
@@ -216,8 +275,55 @@ mod tests {
             node("b", vec![&old]),
             node("c", vec![&broken]),
         ];
-        let p = plan(&nodes, "new", Some(1), 0, ts(10));
+        let p = plan(&nodes, "new", unavailable(1), 0, ts(10));
         assert_eq!(p.delete, ["broken"]);
+    }
+
+    #[test]
+    fn with_max_surge_new_pods_start_beside_old_ones_within_the_surge_budget() {
+        let pods: Vec<Pod> = (0..3)
+            .map(|i| daemon_pod(&format!("p{i}"), "old", true))
+            .collect();
+        let nodes: Vec<NodePods> = pods
+            .iter()
+            .enumerate()
+            .map(|(i, p)| node(&format!("n{i}"), vec![p]))
+            .collect();
+        let p = plan(&nodes, "new", surge(1), 0, ts(10));
+        assert_eq!(p.create, ["n0"], "one surge pod at a time");
+        assert!(p.delete.is_empty(), "no old pod goes before its successor");
+        assert_eq!(plan(&nodes, "new", surge(2), 0, ts(10)).create.len(), 2);
+    }
+
+    #[test]
+    fn with_max_surge_the_old_pod_goes_once_its_successor_is_available() {
+        let (old0, new0) = (
+            daemon_pod("old0", "old", true),
+            daemon_pod("new0", "new", false),
+        );
+        let old1 = daemon_pod("old1", "old", true);
+        let waiting = [node("n0", vec![&old0, &new0]), node("n1", vec![&old1])];
+        let p = plan(&waiting, "new", surge(1), 0, ts(10));
+        assert_eq!(p, Plan::default(), "the surge slot is taken: wait");
+
+        let ready0 = daemon_pod("new0", "new", true);
+        let done = [node("n0", vec![&old0, &ready0]), node("n1", vec![&old1])];
+        let p = plan(&done, "new", surge(1), 0, ts(10));
+        assert_eq!(p.delete, ["old0"]);
+        assert_eq!(p.create, ["n1"], "the freed slot goes to the next node");
+    }
+
+    #[test]
+    fn with_max_surge_an_unavailable_old_pod_is_replaced_without_waiting_for_a_slot() {
+        let (old0, new0) = (
+            daemon_pod("old0", "old", true),
+            daemon_pod("new0", "new", false),
+        );
+        let broken = daemon_pod("broken", "old", false);
+        let nodes = [node("n0", vec![&old0, &new0]), node("n1", vec![&broken])];
+        let p = plan(&nodes, "new", surge(1), 0, ts(10));
+        assert_eq!(p.create, ["n1"]);
+        assert!(p.delete.is_empty());
     }
 
     #[test]
@@ -228,7 +334,7 @@ mod tests {
             should_run: false,
             should_continue: false,
         };
-        assert_eq!(plan(&[n], "h1", Some(1), 0, ts(10)).delete, ["a"]);
+        assert_eq!(plan(&[n], "h1", unavailable(1), 0, ts(10)).delete, ["a"]);
     }
 
     #[test]
