@@ -314,6 +314,17 @@ fn builtin() -> Vec<ResourceDef> {
                 true,
             )
         },
+        def(
+            "apps",
+            "v1",
+            "ControllerRevision",
+            "controllerrevisions",
+            "controllerrevision",
+            true,
+            &[],
+            NONE,
+            false,
+        ),
         ResourceDef {
             categories: all,
             ..def(

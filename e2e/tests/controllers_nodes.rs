@@ -767,6 +767,42 @@ async fn a_daemonset_runs_exactly_one_pod_on_each_eligible_node_and_rolls_them()
     .await?;
     assert!(pods_by_node(&rolled).values().all(|n| *n == 1));
 
+    // The history kubectl reads: one ControllerRevision per template.
+    let history = c.kubectl(&["rollout", "history", "ds/agent"])?;
+    let revisions: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+    let rev1 = c.kubectl(&["rollout", "history", "ds/agent", "--revision=1"])?;
+    assert!(rev1.contains("agent:1"), "{rev1}");
+
+    // Undo restores the previous template, as a new revision.
+    c.kubectl(&["rollout", "undo", "ds/agent"])?;
+    c.kubectl(&["rollout", "status", "ds/agent", "--timeout=60s"])?;
+    eventually("every pod back on the old image", TIMEOUT, || async {
+        let live: Vec<Pod> = pods
+            .list(&ListParams::default().labels("app=agent"))
+            .await?
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        let old = live.iter().all(|p| {
+            p.spec.as_ref().map(|s| s.containers[0].image.as_deref()) == Some(Some("agent:1"))
+        });
+        Ok((old && live.len() == 3).then_some(()))
+    })
+    .await?;
+    let history = c.kubectl(&["rollout", "history", "ds/agent"])?;
+    let revisions: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(revisions, ["2", "3"], "revision 1 became 3: {history}");
+
     // A new node gets its pod; a DaemonSet with a nodeSelector only its match.
     let _extra = FakeNode::register(&client, "extra-node").await?;
     let pinned = eventually("a daemon pod for the new node", TIMEOUT, || async {

@@ -260,6 +260,11 @@ fn rules_for(group: &str, kind: &str) -> Option<Rules> {
         ("apps", "Deployment") => (Some(Subdomain), true, workloads::validate_deployment),
         ("apps", "ReplicaSet") => (Some(Subdomain), true, workloads::validate_replica_set),
         ("apps", "DaemonSet") => (Some(Subdomain), true, workloads::validate_daemon_set),
+        ("apps", "ControllerRevision") => (
+            Some(Subdomain),
+            true,
+            workloads::validate_controller_revision,
+        ),
         ("batch", "Job") => (Some(Subdomain), true, workloads::validate_job),
         ("autoscaling", "HorizontalPodAutoscaler") => {
             (Some(PathSegment), true, workloads::validate_hpa)

@@ -35,6 +35,7 @@ fn with_type<O: WithType>(group: &str, kind: &str, op: O) -> Option<O::Out> {
         ("apps", "Deployment") => op.run::<apps::v1::Deployment>(),
         ("apps", "ReplicaSet") => op.run::<apps::v1::ReplicaSet>(),
         ("apps", "DaemonSet") => op.run::<apps::v1::DaemonSet>(),
+        ("apps", "ControllerRevision") => op.run::<apps::v1::ControllerRevision>(),
         ("autoscaling", "HorizontalPodAutoscaler") => {
             op.run::<autoscaling::v2::HorizontalPodAutoscaler>()
         }

@@ -213,6 +213,30 @@ pub(crate) fn validate_replica_set(o: &Value, old: Option<&Value>, errs: &mut Ve
     validate_immutable_selector(o, old, errs);
 }
 
+/// A ControllerRevision: a non-negative `revision`, and `data` is
+/// immutable (only the revision number may change, as on a rollback).
+pub(crate) fn validate_controller_revision(
+    o: &Value,
+    old: Option<&Value>,
+    errs: &mut Vec<FieldError>,
+) {
+    match get(o, "revision").and_then(Value::as_i64) {
+        Some(r) if r < 0 => errs.push(FieldError::invalid(
+            "revision",
+            r,
+            "must be greater than or equal to 0",
+        )),
+        Some(_) => {}
+        None => errs.push(FieldError::required("revision", "")),
+    }
+    if let Some(old) = old {
+        if get(o, "data") != get(old, "data") {
+            let v = get(o, "data").cloned().unwrap_or(Value::Null);
+            errs.push(FieldError::invalid("data", v, "field is immutable"));
+        }
+    }
+}
+
 pub(crate) fn validate_daemon_set(o: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
     let spec = get(o, "spec").unwrap_or(empty());
     for field in ["minReadySeconds", "revisionHistoryLimit"] {

@@ -1,13 +1,15 @@
 //! The DaemonSet controller: one pod per eligible node (see
 //! [`placement`]), each pinned to its node by a `metadata.name` node
 //! affinity so the scheduler binds it, replaced revision by revision within
-//! `maxUnavailable` on a RollingUpdate, and the status `kubectl rollout
-//! status ds` reads.
+//! `maxUnavailable` (or surge-first with `maxSurge`) on a RollingUpdate,
+//! its revision history as ControllerRevisions (see [`history`]), and the
+//! status `kubectl rollout status ds` reads.
 //!
 //! Like the ReplicaSet controller it adopts matching orphans, and uses
 //! expectations so a lagging watch never makes it create two pods for one
 //! node.
 
+pub mod history;
 pub mod placement;
 pub mod rollout;
 
@@ -231,6 +233,15 @@ async fn sync(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Error> {
             }
         })
         .collect();
+
+    if !deleting {
+        let in_use: std::collections::HashSet<String> = by_node
+            .values()
+            .flatten()
+            .filter_map(|p| p.metadata.labels.as_ref()?.get(REVISION_HASH).cloned())
+            .collect();
+        history::sync(&ctx.client, &ds, &hash, &in_use).await?;
+    }
 
     let now = Timestamp::now();
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
