@@ -384,6 +384,52 @@ spec:
         "traffic still spread after scale-down: {after:?}"
     );
 
+    // A UDP Service port (kernel path): a datagram to the ClusterIP reaches
+    // the pod, which prints it.
+    env.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: udp-sink
+  labels: {{app: udp-sink}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "while true; do nc -lu -p 9000; done"]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: udp-sink
+spec:
+  selector: {{app: udp-sink}}
+  ports:
+  - {{name: dgram, protocol: UDP, port: 9000, targetPort: 9000}}
+"#
+    ))?;
+    let sink = wait_for("the udp-sink pod", Duration::from_secs(60), || {
+        Ok(env
+            .pods("app=udp-sink")?
+            .into_iter()
+            .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")))
+    })?;
+    let udp_ip = jsonpath(&env, &["get", "service", "udp-sink"], "{.spec.clusterIP}")?;
+    let socket = UdpSocket::bind("0.0.0.0:0")?;
+    wait_for(
+        "a datagram through the UDP ClusterIP",
+        Duration::from_secs(30),
+        || {
+            socket.send_to(b"hello-udp\n", format!("{udp_ip}:9000"))?;
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(pod_log(&env, &sink, "main")
+                .contains("hello-udp")
+                .then_some(()))
+        },
+    )?;
+
     // Fail-static: with skiff killed by SIGKILL, the kernel path still
     // carries the ClusterIP to the running replica.
     let remaining = after.into_iter().next().context("one replica")?;

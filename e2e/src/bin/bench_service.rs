@@ -64,37 +64,18 @@ struct Bench {
 
 impl Drop for Bench {
     fn drop(&mut self) {
-        if let Some(c) = self.cluster.as_ref() {
-            let _ = c.kubectl(&["delete", "deployment", "bench", "--wait=true"]);
-            let _ = wait_for("the bench pod to go", Duration::from_secs(30), || {
-                let out = c.kubectl(&["get", "pods", "-o", "name"])?;
-                Ok(out.trim().is_empty().then_some(()))
-            });
-        }
-        if let Some(mut c) = self.cluster.take() {
+        if let Some(c) = self.cluster.as_mut() {
             let _ = c.stop();
         }
-        let config = self.node.data_dir.join("containerd/config.toml");
-        let needle = config.display().to_string();
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-                continue;
-            };
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline)
-                .replace('\0', " ")
-                .contains(&needle)
-            {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-        let _ = std::process::Command::new("ip")
-            .args(["link", "delete", self.node.bridge.as_str()])
-            .output();
+        // What `skiff down` removes: every container (and its shim, which
+        // would otherwise outlive the run holding the caller's lock file),
+        // pod networks, netns, the bridge and the node's containerd.
+        let _ = e2e::containerd::block_on(kubelet::agent::cleanup::remove_node(
+            &self.node.data_dir,
+        ));
         e2e::containerd::remove_service_path();
+        // Dropping the cluster removes its data dir, last.
+        self.cluster.take();
     }
 }
 
