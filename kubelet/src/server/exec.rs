@@ -114,17 +114,16 @@ fn bad_request(message: &str) -> Response {
     (StatusCode::BAD_REQUEST, message.to_string()).into_response()
 }
 
-/// The checks shared by exec and attach, before the upgrade.
+/// The checks shared by exec and attach, before the upgrade; the error is
+/// the 400's message.
 fn upgrade_of(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
     options: &StreamOptions,
-) -> Result<WebSocketUpgrade, Response> {
+) -> Result<WebSocketUpgrade, &'static str> {
     if !options.stdin && !options.stdout && !options.stderr {
-        return Err(bad_request(
-            "you must specify at least 1 of stdin, stdout, stderr",
-        ));
+        return Err("you must specify at least 1 of stdin, stdout, stderr");
     }
-    let ws = ws.map_err(|_| bad_request("Upgrade request required"))?;
+    let ws = ws.map_err(|_| "Upgrade request required")?;
     Ok(ws.protocols(stream::PROTOCOLS))
 }
 
@@ -140,7 +139,7 @@ pub(super) async fn exec(
     }
     let ws = match upgrade_of(ws, &options) {
         Ok(ws) => ws,
-        Err(response) => return response,
+        Err(message) => return bad_request(message),
     };
     let Some(runtime) = state.exec.clone() else {
         return (
@@ -299,7 +298,7 @@ pub(super) async fn attach(
     let options = StreamOptions::from_pairs(&pairs);
     let ws = match upgrade_of(ws, &options) {
         Ok(ws) => ws,
-        Err(response) => return response,
+        Err(message) => return bad_request(message),
     };
     let running = state.containers.running().await;
     let Some(target) = running
@@ -354,11 +353,7 @@ struct AttachFollow {
 
 impl AttachFollow {
     async fn still_running(&self) -> bool {
-        self.containers
-            .running()
-            .await
-            .iter()
-            .any(|c| *c == self.target)
+        self.containers.running().await.contains(&self.target)
     }
 }
 
