@@ -337,14 +337,23 @@ spec:
         .args(["attach", "ticker"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .context("kubectl attach")?;
     let stdout = child.stdout.take().context("stdout")?;
+    let stderr = child.stderr.take().context("stderr")?;
     let (tx, rx) = std::sync::mpsc::channel();
+    let (err_tx, err_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if err_tx.send(line).is_err() {
                 break;
             }
         }
@@ -358,14 +367,19 @@ spec:
     }
     let _ = child.kill();
     let _ = child.wait();
+    let errors: Vec<String> = err_rx.try_iter().collect();
     ensure!(seen.len() >= 6, "attach saw only {seen:?}");
+    ensure!(
+        errors.iter().any(|l| l.starts_with("tock ")),
+        "the container's stderr did not reach kubectl's stderr: {errors:?}"
+    );
     let ticks: Vec<u64> = seen
         .iter()
         .filter_map(|l| l.strip_prefix("tick ").and_then(|n| n.parse().ok()))
         .collect();
     ensure!(
-        seen.iter().any(|l| l.starts_with("tock ")),
-        "no stderr line in {seen:?}"
+        !seen.iter().any(|l| l.starts_with("tock ")),
+        "stderr mixed into stdout: {seen:?}"
     );
     // Only new output: the first tick attach shows was written after it began.
     let first = *ticks.first().context("no tick lines")?;
