@@ -311,6 +311,17 @@ pub const EXTRA_SUBRESOURCES: &[(&str, &str, SubresourceDef)] = &[
             verbs: &["create", "get"],
         },
     ),
+    (
+        "",
+        "pods",
+        SubresourceDef {
+            name: "portforward",
+            group: "",
+            version: "v1",
+            kind: "PodPortForwardOptions",
+            verbs: &["create", "get"],
+        },
+    ),
 ];
 
 /// Every subresource of `def`, in the order discovery lists them.

@@ -155,7 +155,7 @@ async fn discovery_lists_the_exec_and_attach_subresources() {
         .iter()
         .filter_map(|r| r["name"].as_str())
         .collect();
-    for sub in ["pods/exec", "pods/attach", "pods/log"] {
+    for sub in ["pods/exec", "pods/attach", "pods/portforward", "pods/log"] {
         assert!(names.contains(&sub), "{sub} missing from {names:?}");
     }
 }

@@ -393,3 +393,80 @@ spec:
     );
     Ok(())
 }
+
+#[test]
+fn kubectl_port_forward_tunnels_connections_to_a_pod_port() -> Result<()> {
+    let env = NodeCluster::start()?;
+    env.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: web}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: httpd
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sh", "-c", "mkdir -p /srv && echo hello-through-the-tunnel > /srv/index.html && busybox seq 1 100000 > /srv/big.txt && exec httpd -f -p 8080 -h /srv"]
+"#
+    ))?;
+    if let Err(error) = env.wait_running("web", Duration::from_secs(90)) {
+        let pod = env.kubectl(&["get", "pod", "web", "-o", "yaml"]).unwrap_or_default();
+        anyhow::bail!("{error:#}\n{pod}");
+    }
+    let local = e2e::free_port()?;
+    let mut child = Command::new("kubectl")
+        .env("KUBECONFIG", env.cluster().kubeconfig())
+        .args(["port-forward", "pod/web", &format!("{local}:8080")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("kubectl port-forward")?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let result = (|| -> Result<()> {
+        let ready = rx
+            .recv_timeout(Duration::from_secs(20))
+            .context("kubectl port-forward printed nothing")?;
+        ensure!(ready.contains("Forwarding from"), "unexpected: {ready}");
+        // Several connections in a row, each a pair of SPDY streams.
+        for _ in 0..3 {
+            let page = e2e::containerd::http_get("127.0.0.1", local)?;
+            ensure!(page.contains("hello-through-the-tunnel"), "got {page:?}");
+        }
+        // A larger body arrives whole.
+        use std::io::{Read, Write};
+        let started = Instant::now();
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", local))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.write_all(b"GET /big.txt HTTP/1.0\r\nHost: pod\r\n\r\n")?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body)?;
+        let lines = body.lines().filter(|l| l.parse::<u32>().is_ok()).count();
+        ensure!(lines == 100_000, "{lines} lines through the tunnel");
+        ensure!(body.trim_end().ends_with("100000"));
+        println!(
+            "port-forward of {} bytes took {:?}",
+            body.len(),
+            started.elapsed()
+        );
+        Ok(())
+    })();
+    let _ = child.kill();
+    let output = child.wait_with_output()?;
+    if result.is_err() {
+        eprintln!(
+            "kubectl port-forward stderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    result
+}

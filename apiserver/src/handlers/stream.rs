@@ -1,11 +1,14 @@
-//! `pods/exec` and `pods/attach`
+//! `pods/exec`, `pods/attach` and `pods/portforward`
 //! (`GET|POST /api/v1/namespaces/{ns}/pods/{name}/exec?command=..`): the
 //! request is checked here (pod, container, command), then the upgrade is
 //! proxied to the agent of the pod's node (`/exec/{ns}/{pod}/{container}`
-//! or `/attach/...`) over the kubelet client certificate, and the two
+//! or `/attach/...`, `/portForward/{ns}/{pod}`) over the kubelet client
+//! certificate, and the two
 //! upgraded connections are spliced byte for byte, as Kubernetes' upgrade-
 //! aware proxy does. The agent speaks the WebSocket channel protocols
-//! (`v5.channel.k8s.io`, `v4.channel.k8s.io`); the client's handshake
+//! (`v5.channel.k8s.io`, `v4.channel.k8s.io`) and, for port-forward,
+//! SPDY/3.1 tunnelled in WebSocket (`SPDY/3.1+portforward.k8s.io`, what
+//! kubectl 1.31+ sends first); the client's handshake
 //! headers go to it unchanged so the accept key and subprotocol it
 //! answers are the client's.
 //!
@@ -48,7 +51,7 @@ const FORWARDED: [header::HeaderName; 5] = [
 
 /// Whether `sub` of pods is served here.
 pub(crate) fn is_stream(sub: &str) -> bool {
-    matches!(sub, "exec" | "attach")
+    matches!(sub, "exec" | "attach" | "portforward")
 }
 
 /// What the query asks for.
@@ -141,18 +144,31 @@ pub(crate) async fn handle(
             "you must specify at least one command for the container".to_string(),
         ));
     }
-    let container = pick_container(&pod, query.container.as_deref())?;
+    let namespace = ctx.info.namespace.as_deref().unwrap_or("default");
+    let (path, container) = if sub == "portforward" {
+        // The agent dials the pod's IP; ports travel in the SPDY streams.
+        let ip = pod["status"]["podIP"]
+            .as_str()
+            .filter(|ip| !ip.is_empty())
+            .ok_or_else(|| ApiError::BadRequest(format!("pod {name} does not have an IP yet")))?;
+        (
+            format!("/portForward/{namespace}/{name}?podIP={ip}"),
+            String::new(),
+        )
+    } else {
+        let container = pick_container(&pod, query.container.as_deref())?;
+        let mut path = format!("/{sub}/{namespace}/{name}/{container}");
+        if !query.raw.is_empty() {
+            path.push('?');
+            path.push_str(&query.raw);
+        }
+        (path, container)
+    };
     let endpoint = node_endpoint(ctx, &pod, name).await?;
     upgrade_kind(&ctx.headers)?;
     let client_upgrade = request
         .upgrade
         .ok_or_else(|| ApiError::BadRequest("Upgrade request required".to_string()))?;
-    let namespace = ctx.info.namespace.as_deref().unwrap_or("default");
-    let mut path = format!("/{sub}/{namespace}/{name}/{container}");
-    if !query.raw.is_empty() {
-        path.push('?');
-        path.push_str(&query.raw);
-    }
     let mut headers = HeaderMap::new();
     for key in FORWARDED {
         for value in ctx.headers.get_all(&key) {

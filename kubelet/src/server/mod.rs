@@ -1,6 +1,7 @@
 //! The agent's HTTPS API (the "kubelet API" the API server calls):
 //! `/containerLogs/{ns}/{pod}/{container}`, `/exec/...` and `/attach/...`
-//! (WebSocket, [`exec`]), `/stats/summary`, `/stats/requests` and
+//! (WebSocket, [`exec`]), `/portForward/...` (SPDY in WebSocket,
+//! [`portforward`]), `/stats/summary`, `/stats/requests` and
 //! `/metrics`.
 //!
 //! Served on `host_ip:server_port` with a self-signed certificate; every
@@ -11,6 +12,8 @@
 pub mod exec;
 pub mod logs;
 mod metrics;
+pub mod portforward;
+pub mod spdy;
 pub mod stream;
 pub mod tls;
 
@@ -184,6 +187,10 @@ pub fn router(state: ServerState) -> Router {
         .route(
             "/attach/{namespace}/{pod}/{container}",
             get(exec::attach).post(exec::attach),
+        )
+        .route(
+            "/portForward/{namespace}/{pod}",
+            get(portforward::port_forward),
         )
         .route("/stats/summary", get(summary))
         .route("/stats/requests", get(requests))
