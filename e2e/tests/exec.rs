@@ -411,7 +411,9 @@ spec:
 "#
     ))?;
     if let Err(error) = env.wait_running("web", Duration::from_secs(90)) {
-        let pod = env.kubectl(&["get", "pod", "web", "-o", "yaml"]).unwrap_or_default();
+        let pod = env
+            .kubectl(&["get", "pod", "web", "-o", "yaml"])
+            .unwrap_or_default();
         anyhow::bail!("{error:#}\n{pod}");
     }
     let local = e2e::free_port()?;

@@ -36,8 +36,8 @@ const QUEUE: usize = 64;
 
 /// The query of a port-forward request.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub(super) struct PortForwardQuery {
+    #[serde(rename = "podIP")]
     pod_ip: Option<IpAddr>,
 }
 
@@ -250,5 +250,160 @@ impl Forward {
                 .send(spdy::data(error_stream, spdy::FLAG_FIN, &[]))
                 .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{ContainerSource, RequestStats, RunningContainer, StatsHandle, Summary};
+    use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+    use std::sync::Arc;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    #[derive(Debug)]
+    struct OnePod;
+
+    #[async_trait::async_trait]
+    impl ContainerSource for OnePod {
+        async fn running(&self) -> Vec<RunningContainer> {
+            vec![RunningContainer {
+                namespace: "default".into(),
+                pod: "web".into(),
+                uid: "u1".into(),
+                container: "app".into(),
+                cgroup: String::new(),
+            }]
+        }
+    }
+
+    /// A SYN_STREAM as kubectl writes it (headers compressed with the
+    /// SPDY/3 dictionary, shared across the session).
+    fn syn_stream(compress: &mut Compress, id: u32, kind: &str, port: u16) -> Vec<u8> {
+        let headers = [
+            ("streamType", kind.to_string()),
+            ("port", port.to_string()),
+            ("requestID", "0".to_string()),
+        ];
+        let mut raw = 3_u32.to_be_bytes().to_vec();
+        for (name, value) in &headers {
+            for text in [*name, value.as_str()] {
+                raw.extend_from_slice(&u32::try_from(text.len()).expect("len").to_be_bytes());
+                raw.extend_from_slice(text.as_bytes());
+            }
+        }
+        let mut compressed = Vec::with_capacity(raw.len() + 64);
+        compress
+            .compress_vec(&raw, &mut compressed, FlushCompress::Sync)
+            .expect("compress");
+        let mut payload = id.to_be_bytes().to_vec();
+        payload.extend_from_slice(&[0; 6]);
+        payload.extend(compressed);
+        let mut frame = vec![0x80, 3, 0, 1, 0];
+        frame.extend_from_slice(&u32::try_from(payload.len()).expect("len").to_be_bytes()[1..]);
+        frame.extend(payload);
+        frame
+    }
+
+    #[tokio::test]
+    async fn a_tunnelled_spdy_session_forwards_a_connection_both_ways() {
+        // The "pod": echoes what it reads, upper-cased, then closes.
+        let pod = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let pod_port = pod.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            if let Ok((mut conn, _)) = pod.accept().await {
+                let mut buf = [0_u8; 64];
+                if let Ok(n) = conn.read(&mut buf).await {
+                    let _ = conn.write_all(&buf[..n].to_ascii_uppercase()).await;
+                }
+            }
+        });
+        let app = super::super::router(ServerState {
+            stats: StatsHandle::fixed(Summary::default(), RequestStats::default()),
+            containers: Arc::new(OnePod),
+            logs_root: std::env::temp_dir(),
+            exec: None,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let mut request = format!("ws://{addr}/portForward/default/web?podIP=127.0.0.1")
+            .into_client_request()
+            .expect("request");
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", PROTOCOL.parse().expect("header"));
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+        let (mut client, _) = tokio_tungstenite::client_async(request, tcp)
+            .await
+            .expect("handshake");
+
+        let mut compress = Compress::new(Compression::default(), true);
+        compress
+            .set_dictionary(&spdy::dictionary())
+            .expect("dictionary");
+        for frame in [
+            syn_stream(&mut compress, 1, "error", pod_port),
+            syn_stream(&mut compress, 3, "data", pod_port),
+            spdy::data(3, 0, b"ping"),
+        ] {
+            client
+                .send(WsMessage::Binary(frame.into()))
+                .await
+                .expect("send");
+        }
+        // Collect frames until both streams ended.
+        let mut bytes = Vec::new();
+        let mut replies = Vec::new();
+        let mut payload = Vec::new();
+        let mut fins = Vec::new();
+        let mut inflate = Decompress::new(true);
+        while fins.len() < 2 {
+            let message = tokio::time::timeout(Duration::from_secs(5), client.next())
+                .await
+                .expect("frames within 5s")
+                .expect("open")
+                .expect("message");
+            if let WsMessage::Binary(data) = message {
+                bytes.extend_from_slice(&data);
+            }
+            while bytes.len() >= 8 {
+                let len = usize::from(bytes[5]) << 16
+                    | usize::from(bytes[6]) << 8
+                    | usize::from(bytes[7]);
+                if bytes.len() < 8 + len {
+                    break;
+                }
+                let frame: Vec<u8> = bytes.drain(..8 + len).collect();
+                if frame[0] & 0x80 != 0 {
+                    let id = u32::from_be_bytes([frame[8], frame[9], frame[10], frame[11]]);
+                    assert_eq!(frame[3], 2, "only SYN_REPLY control frames");
+                    let mut out = Vec::with_capacity(64);
+                    inflate
+                        .decompress_vec(&frame[12..], &mut out, FlushDecompress::Sync)
+                        .expect("reply headers");
+                    replies.push(id);
+                } else {
+                    let stream = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+                    if stream == 3 {
+                        payload.extend_from_slice(&frame[8..]);
+                    }
+                    if frame[4] & spdy::FLAG_FIN != 0 {
+                        fins.push(stream);
+                    }
+                }
+            }
+        }
+        assert_eq!(replies, vec![1, 3]);
+        assert_eq!(payload, b"PING");
+        fins.sort_unstable();
+        assert_eq!(fins, vec![1, 3]);
     }
 }

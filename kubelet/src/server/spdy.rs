@@ -79,7 +79,7 @@ pub enum Frame {
 
 /// SPDY/3's header compression dictionary: length-prefixed common header
 /// names and values, then common value fragments.
-fn dictionary() -> Vec<u8> {
+pub(crate) fn dictionary() -> Vec<u8> {
     const WORDS: &[&str] = &[
         "options",
         "head",
