@@ -65,13 +65,6 @@ pub(super) async fn port_forward(
         .on_upgrade(move |socket| session(socket, pod_ip))
 }
 
-/// One forwarded connection's streams.
-#[derive(Default)]
-struct Pair {
-    error_stream: Option<u32>,
-    data_stream: Option<u32>,
-}
-
 async fn session(socket: WebSocket, pod_ip: IpAddr) {
     let (mut sink, mut incoming) = socket.split();
     let (out, mut out_rx) = mpsc::channel::<Vec<u8>>(QUEUE);
@@ -87,7 +80,8 @@ async fn session(socket: WebSocket, pod_ip: IpAddr) {
     let mut buffer = Vec::new();
     // Data stream ID -> bytes for the pod.
     let mut to_pod: HashMap<u32, mpsc::Sender<Vec<u8>>> = HashMap::new();
-    let mut pairs: HashMap<String, Pair> = HashMap::new();
+    // requestid -> its error stream, until the data stream arrives.
+    let mut pairs: HashMap<String, u32> = HashMap::new();
     'session: while let Some(Ok(message)) = incoming.next().await {
         match message {
             Message::Binary(bytes) => buffer.extend_from_slice(&bytes),
@@ -122,18 +116,22 @@ async fn session(socket: WebSocket, pod_ip: IpAddr) {
                         continue;
                     };
                     let _ = out.send(codec.syn_reply(stream_id)).await;
-                    let pair = pairs.entry(header("requestid")).or_default();
+                    let request_id = header("requestid");
                     match header("streamtype").as_str() {
-                        "error" => pair.error_stream = Some(stream_id),
+                        "error" => {
+                            pairs.insert(request_id, stream_id);
+                        }
                         "data" => {
-                            pair.data_stream = Some(stream_id);
+                            // kubectl opens the error stream first; the pair
+                            // is complete (and forgotten) with the data one.
+                            let error_stream = pairs.remove(&request_id);
                             let (tx, rx) = mpsc::channel(QUEUE);
                             to_pod.insert(stream_id, tx);
                             let forward = Forward {
                                 pod_ip,
                                 port,
                                 data_stream: stream_id,
-                                error_stream: pair.error_stream,
+                                error_stream,
                                 out: out.clone(),
                             };
                             tokio::spawn(forward.run(rx));
