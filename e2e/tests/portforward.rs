@@ -170,5 +170,54 @@ fn kubectl_port_forward_reaches_a_pod_port_through_the_api_server_and_agent() ->
             cluster.logs()
         );
     }
-    result
+    result?;
+
+    // A port nothing listens on: the agent reports it on the error stream
+    // and kubectl prints it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let local = e2e::free_port()?;
+    let mut child = Command::new("kubectl")
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .args(["port-forward", "pod/fwd", &format!("{local}:{closed}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("kubectl port-forward")?;
+    let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
+    let stderr = child.stderr.take().context("stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut first = String::new();
+    stdout.read_line(&mut first)?;
+    ensure!(first.contains("Forwarding from"), "unexpected: {first}");
+    if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", local)) {
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let _ = conn.write_all(b"GET / HTTP/1.0\r\n\r\n");
+        let mut rest = Vec::new();
+        let _ = conn.read_to_end(&mut rest);
+    }
+    let wanted = format!("error forwarding port {closed} to pod 127.0.0.1");
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !seen.iter().any(|l: &String| l.contains(&wanted)) {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    ensure!(
+        seen.iter().any(|l| l.contains(&wanted)),
+        "kubectl stderr lacks {wanted:?}: {seen:?}"
+    );
+    Ok(())
 }
