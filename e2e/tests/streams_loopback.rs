@@ -1,11 +1,14 @@
-//! `kubectl port-forward` through the real `skiff` API server to a real
-//! agent API server, all on loopback and without containerd: a node agent
+//! `kubectl port-forward` and `kubectl exec` through the real `skiff` API
+//! server to a real agent API server, all on loopback and without
+//! containerd (so without root or the containerd lock): a node agent
 //! server (kubelet's `Server`, mTLS against the cluster CA) runs in the
 //! test and is registered as Node `loopback-agent`; pod `fwd` is bound to
-//! it with `status.podIP: 127.0.0.1`, and a plain TCP server on loopback
-//! plays the pod's port. kubectl 1.31+ tunnels SPDY/3.1 in a WebSocket
-//! (`SPDY/3.1+portforward.k8s.io`), which the API server splices to the
-//! agent. The containerd variant is in `exec.rs`.
+//! it with `status.podIP: 127.0.0.1`, a plain TCP server on loopback plays
+//! the pod's port, and a scripted exec runtime plays containerd. kubectl
+//! 1.31+ tunnels SPDY/3.1 in a WebSocket (`SPDY/3.1+portforward.k8s.io`)
+//! for port-forward and speaks `v5.channel.k8s.io` for exec; the API
+//! server splices both to the agent. The containerd variants are in
+//! `exec.rs`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
@@ -14,8 +17,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use e2e::Cluster;
+use kubelet::server::exec::{ExecProcess, ExecRequest, ExecRuntime, LookupError};
 use kubelet::server::{Server, ServerConfig};
 use kubelet::stats::{ContainerSource, RequestStats, RunningContainer, StatsHandle, Summary};
+use tokio::sync::{mpsc, oneshot};
 
 #[derive(Debug)]
 struct OnePod;
@@ -30,6 +35,58 @@ impl ContainerSource for OnePod {
             container: "app".into(),
             cgroup: String::new(),
         }]
+    }
+}
+
+/// `exit N` writes `out`/`err` and exits N; `cat` echoes stdin until it
+/// closes.
+#[derive(Debug)]
+struct ScriptedExec;
+
+#[async_trait::async_trait]
+impl ExecRuntime for ScriptedExec {
+    async fn find(&self, _: &str, pod: &str, container: &str) -> Result<String, LookupError> {
+        match (pod, container) {
+            ("fwd", "app") => Ok("c1".into()),
+            _ => Err(LookupError::ContainerNotFound(container.into())),
+        }
+    }
+
+    async fn exec(&self, _: &str, request: ExecRequest) -> Result<ExecProcess, String> {
+        let (stdin_tx, mut stdin_rx) = mpsc::channel::<Vec<u8>>(4);
+        let (out_tx, out_rx) = mpsc::channel(4);
+        let (err_tx, err_rx) = mpsc::channel(4);
+        let (exit_tx, exit) = oneshot::channel();
+        match request.command.first().map(String::as_str) {
+            Some("exit") => {
+                let code = request
+                    .command
+                    .get(1)
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+                tokio::spawn(async move {
+                    let _ = out_tx.send(b"out\n".to_vec()).await;
+                    let _ = err_tx.send(b"err\n".to_vec()).await;
+                    let _ = exit_tx.send(Ok(code));
+                });
+            }
+            Some("cat") => {
+                tokio::spawn(async move {
+                    while let Some(chunk) = stdin_rx.recv().await {
+                        let _ = out_tx.send(chunk).await;
+                    }
+                    let _ = exit_tx.send(Ok(0));
+                });
+            }
+            other => return Err(format!("{other:?}: executable file not found in $PATH")),
+        }
+        Ok(ExecProcess {
+            stdin: request.stdin.then_some(stdin_tx),
+            stdout: Some(out_rx),
+            stderr: request.stderr.then_some(err_rx),
+            resize: None,
+            exit,
+        })
     }
 }
 
@@ -62,7 +119,7 @@ fn kubectl_ok(cluster: &Cluster, args: &[&str]) -> Result<String> {
 }
 
 #[test]
-fn kubectl_port_forward_reaches_a_pod_port_through_the_api_server_and_agent() -> Result<()> {
+fn kubectl_port_forward_and_exec_reach_the_pod_through_the_api_server_and_agent() -> Result<()> {
     let cluster = Cluster::start_default()?;
     let runtime = tokio::runtime::Runtime::new()?;
     let client_ca = kubelet::server::tls::pem_certificates(&cluster.ca_pem()?);
@@ -73,6 +130,7 @@ fn kubectl_port_forward_reaches_a_pod_port_through_the_api_server_and_agent() ->
         client_ca,
         logs_root: logs.path().to_path_buf(),
     }))?;
+    let server = server.with_exec(Arc::new(ScriptedExec));
     let agent_port = server.local_addr().port();
     runtime.spawn(server.serve(
         StatsHandle::fixed(Summary::default(), RequestStats::default()),
@@ -116,6 +174,30 @@ fn kubectl_port_forward_reaches_a_pod_port_through_the_api_server_and_agent() ->
             r#"{"status":{"phase":"Running","podIP":"127.0.0.1","podIPs":[{"ip":"127.0.0.1"}]}}"#,
         ],
     )?;
+
+    // exec: both streams, the exit code, stdin with its close signal.
+    let run = cluster.kubectl_output(&["exec", "fwd", "--", "exit", "3"])?;
+    ensure!(run.status.code() == Some(3), "exec exit: {:?}", run.status);
+    ensure!(String::from_utf8_lossy(&run.stdout) == "out\n");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    ensure!(
+        stderr.contains("err\n") && stderr.contains("command terminated with exit code 3"),
+        "{stderr}"
+    );
+    let echoed = cluster.kubectl_stdin(&["exec", "-i", "fwd", "--", "cat"], "round trip\n")?;
+    ensure!(
+        echoed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&echoed.stderr)
+    );
+    ensure!(String::from_utf8_lossy(&echoed.stdout) == "round trip\n");
+    let missing = cluster.kubectl_output(&["exec", "fwd", "--", "nope"])?;
+    ensure!(!missing.status.success());
+    ensure!(
+        String::from_utf8_lossy(&missing.stderr).contains("executable file not found"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
 
     let local = e2e::free_port()?;
     let mut child = Command::new("kubectl")
