@@ -277,17 +277,52 @@ const CREATE: &[&str] = &["create"];
 /// ```
 ///
 /// Discovery and OpenAPI both pick entries up from here.
-pub const EXTRA_SUBRESOURCES: &[(&str, &str, SubresourceDef)] = &[(
-    "",
-    "pods",
-    SubresourceDef {
-        name: "log",
-        group: "",
-        version: "v1",
-        kind: "Pod",
-        verbs: &["get"],
-    },
-)];
+pub const EXTRA_SUBRESOURCES: &[(&str, &str, SubresourceDef)] = &[
+    (
+        "",
+        "pods",
+        SubresourceDef {
+            name: "log",
+            group: "",
+            version: "v1",
+            kind: "Pod",
+            verbs: &["get"],
+        },
+    ),
+    (
+        "",
+        "pods",
+        SubresourceDef {
+            name: "exec",
+            group: "",
+            version: "v1",
+            kind: "PodExecOptions",
+            verbs: &["create", "get"],
+        },
+    ),
+    (
+        "",
+        "pods",
+        SubresourceDef {
+            name: "attach",
+            group: "",
+            version: "v1",
+            kind: "PodAttachOptions",
+            verbs: &["create", "get"],
+        },
+    ),
+    (
+        "",
+        "pods",
+        SubresourceDef {
+            name: "portforward",
+            group: "",
+            version: "v1",
+            kind: "PodPortForwardOptions",
+            verbs: &["create", "get"],
+        },
+    ),
+];
 
 /// Every subresource of `def`, in the order discovery lists them.
 pub fn subresources_of(def: &ResourceDef) -> Vec<SubresourceDef> {

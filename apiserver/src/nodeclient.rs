@@ -1,5 +1,6 @@
 //! Calling the node agents' HTTPS API (`/containerLogs`, `/stats/summary`,
-//! `/stats/requests`) with the API server's kubelet client certificate.
+//! `/stats/requests`, and the upgraded `/exec` and `/attach` streams) with
+//! the API server's kubelet client certificate.
 //!
 //! A node is reached at its `InternalIP` and
 //! `status.daemonEndpoints.kubeletEndpoint.Port`; nodes without a port
@@ -93,12 +94,35 @@ impl NodeEndpoint {
         })
     }
 
+    fn unreachable(&self, reason: String) -> NodeClientError {
+        NodeClientError::Unreachable {
+            node: self.node.clone(),
+            address: self.socket_address(),
+            reason,
+        }
+    }
+
     fn socket_address(&self) -> String {
         if self.address.contains(':') {
             format!("[{}]:{}", self.address, self.port)
         } else {
             format!("{}:{}", self.address, self.port)
         }
+    }
+}
+
+/// The agent's error answer: its status code and (text) body.
+async fn error_of(response: http::Response<Incoming>) -> NodeClientError {
+    let code = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    NodeClientError::Status {
+        code,
+        message: String::from_utf8_lossy(&body).trim().to_string(),
     }
 }
 
@@ -160,53 +184,92 @@ impl NodeClient {
         endpoint: &NodeEndpoint,
         path_and_query: &str,
     ) -> Result<http::Response<Incoming>, NodeClientError> {
-        let address = endpoint.socket_address();
-        let unreachable = |reason: String| NodeClientError::Unreachable {
-            node: endpoint.node.clone(),
-            address: address.clone(),
-            reason,
-        };
-        let tcp = tokio::net::TcpStream::connect(&address)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let _ = tcp.set_nodelay(true);
-        let server_name = rustls::pki_types::ServerName::try_from(endpoint.address.clone())
-            .map_err(|e| unreachable(e.to_string()))?;
-        let stream = tokio_rustls::TlsConnector::from(tls)
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| unreachable(format!("TLS: {e}")))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "agent connection ended");
-            }
-        });
         let request = http::Request::get(path_and_query)
-            .header(http::header::HOST, address.as_str())
-            .header(http::header::USER_AGENT, "skiff-apiserver")
             .body(Empty::<Bytes>::new())
-            .map_err(|e| unreachable(e.to_string()))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|e| endpoint.unreachable(e.to_string()))?;
+        let response = self.send(tls, endpoint, request).await?;
         if response.status().is_success() {
             return Ok(response);
         }
-        let code = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
+        Err(error_of(response).await)
+    }
+
+    /// Sends `request` on a new connection (which serves upgrades).
+    async fn send(
+        &self,
+        tls: Arc<rustls::ClientConfig>,
+        endpoint: &NodeEndpoint,
+        mut request: http::Request<Empty<Bytes>>,
+    ) -> Result<http::Response<Incoming>, NodeClientError> {
+        let address = endpoint.socket_address();
+        let tcp = tokio::net::TcpStream::connect(&address)
             .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        Err(NodeClientError::Status {
-            code,
-            message: String::from_utf8_lossy(&body).trim().to_string(),
-        })
+            .map_err(|e| endpoint.unreachable(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let server_name = rustls::pki_types::ServerName::try_from(endpoint.address.clone())
+            .map_err(|e| endpoint.unreachable(e.to_string()))?;
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| endpoint.unreachable(format!("TLS: {e}")))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| endpoint.unreachable(e.to_string()))?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.with_upgrades().await {
+                tracing::debug!(%error, "agent connection ended");
+            }
+        });
+        let headers = request.headers_mut();
+        if let Ok(host) = http::HeaderValue::from_str(&address) {
+            headers.insert(http::header::HOST, host);
+        }
+        headers.insert(
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static("skiff-apiserver"),
+        );
+        sender
+            .send_request(request)
+            .await
+            .map_err(|e| endpoint.unreachable(e.to_string()))
+    }
+
+    /// Sends an upgrade request (`method path_and_query` with `headers`,
+    /// e.g. a WebSocket handshake) to a node's agent. On `101 Switching
+    /// Protocols` returns the agent's response headers and the upgraded
+    /// connection; otherwise the agent's error. Only connecting and the
+    /// handshake are time-limited.
+    pub async fn upgrade(
+        &self,
+        endpoint: &NodeEndpoint,
+        method: http::Method,
+        path_and_query: &str,
+        headers: http::HeaderMap,
+    ) -> Result<(http::HeaderMap, hyper::upgrade::Upgraded), NodeClientError> {
+        let tls = self
+            .tls
+            .clone()
+            .ok_or(NodeClientError::NoClientCertificate)?;
+        let exchange = async {
+            let mut request = http::Request::builder()
+                .method(method)
+                .uri(path_and_query)
+                .body(Empty::<Bytes>::new())
+                .map_err(|e| endpoint.unreachable(e.to_string()))?;
+            *request.headers_mut() = headers;
+            let mut response = self.send(tls, endpoint, request).await?;
+            if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+                return Err(error_of(response).await);
+            }
+            let headers = std::mem::take(response.headers_mut());
+            let upgraded = hyper::upgrade::on(response)
+                .await
+                .map_err(|e| endpoint.unreachable(format!("upgrade: {e}")))?;
+            Ok((headers, upgraded))
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, exchange)
+            .await
+            .map_err(|_| NodeClientError::Timeout(endpoint.node.clone()))?
     }
 
     /// `GET path` as JSON, the whole exchange within `timeout`.

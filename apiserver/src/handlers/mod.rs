@@ -5,6 +5,7 @@ mod delete;
 mod pod_log;
 mod read;
 mod services;
+mod stream;
 mod subresource;
 mod watch;
 mod write;
@@ -183,9 +184,14 @@ async fn legacy(
     Path(rest): Path<String>,
     uri: axum::http::Uri,
     headers: HeaderMap,
+    upgrade: Option<axum::Extension<hyper::upgrade::OnUpgrade>>,
     body: Body,
 ) -> Response {
-    dispatch(state, true, method, rest, uri, headers, body).await
+    let stream = stream::StreamRequest {
+        upgrade: upgrade.map(|axum::Extension(u)| u),
+        uri: Some(uri.clone()),
+    };
+    dispatch(state, true, method, rest, uri, headers, body, stream).await
 }
 
 async fn named(
@@ -199,7 +205,8 @@ async fn named(
     if let Some(response) = crate::metrics_api::route(&state, &method, &rest, uri.query()).await {
         return response;
     }
-    dispatch(state, false, method, rest, uri, headers, body).await
+    let stream = stream::StreamRequest::default();
+    dispatch(state, false, method, rest, uri, headers, body, stream).await
 }
 
 /// Reads a request body, refusing more than [`crate::objects::MAX_BODY_BYTES`]
@@ -297,6 +304,7 @@ fn verb_of(method: &Method, info: &RequestInfo, query: &Query) -> &'static str {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn dispatch(
     state: ApiState,
     legacy: bool,
@@ -305,6 +313,7 @@ async fn dispatch(
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Body,
+    stream: stream::StreamRequest,
 ) -> Response {
     let query = match AxQuery::<Query>::try_from_uri(&uri) {
         Ok(AxQuery(q)) => q,
@@ -363,7 +372,7 @@ async fn dispatch(
         query,
         headers,
     };
-    let mut response = match route(&ctx, &method, &body).await {
+    let mut response = match route(&ctx, &method, &body, stream).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -371,10 +380,20 @@ async fn dispatch(
     response
 }
 
-async fn route(ctx: &Ctx, method: &Method, body: &Bytes) -> ApiResult<Response> {
+async fn route(
+    ctx: &Ctx,
+    method: &Method,
+    body: &Bytes,
+    stream: stream::StreamRequest,
+) -> ApiResult<Response> {
     let name = ctx.info.name.clone();
     let sub = ctx.info.subresource.clone();
     match (method, name.as_deref(), sub.as_deref()) {
+        (_, Some(n), Some(s))
+            if stream::is_stream(s) && ctx.def.kind == "Pod" && ctx.def.group.is_empty() =>
+        {
+            stream::handle(ctx, method, n, s, stream).await
+        }
         (&Method::GET, None, None) if ctx.query.is_watch() => watch::watch(ctx, None).await,
         (&Method::GET, None, None) => read::list(ctx).await.map(IntoResponse::into_response),
         (&Method::GET, Some(n), None) if ctx.query.is_watch() => watch::watch(ctx, Some(n)).await,

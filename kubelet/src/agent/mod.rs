@@ -229,6 +229,10 @@ impl Agent {
             }
         };
         let connection = Connection::connect(&socket, &config.containerd_namespace).await?;
+        let exec = crate::containerd::exec::ContainerdExec::new(
+            connection.clone(),
+            config.data_dir.join("exec"),
+        );
         let store = Arc::new(ImageStore::new(
             connection.clone(),
             config.data_dir.join("scratch"),
@@ -255,7 +259,9 @@ impl Agent {
             )
             .await?,
         );
-        let server = start_server(&mut config).await?;
+        let server = start_server(&mut config)
+            .await?
+            .map(|server| server.with_exec(Arc::new(exec)));
         let register = |source| AgentError::Register {
             node: config.node_name.clone(),
             source,

@@ -11,6 +11,7 @@
 //! - [`spec`]: the OCI runtime spec built from a Kubernetes container.
 //! - [`containers`], [`logs`]: one container's lifecycle (create, start, wait,
 //!   kill, delete) and its CRI-format log file.
+//! - [`exec`]: interactive `kubectl exec` processes (stdio FIFOs, resizes).
 //! - [`reference`]: image names normalised like Kubernetes.
 //! - [`status`]: `ContainerStatus` from containerd records and task states.
 //! - [`runtime`]: [`ContainerdRuntime`], which runs whole pods and implements
@@ -26,6 +27,7 @@ pub mod build;
 pub mod connection;
 pub mod containers;
 pub mod daemon;
+pub mod exec;
 pub mod images;
 pub mod logs;
 pub mod pod_runtime;

@@ -1,14 +1,20 @@
 //! The agent's HTTPS API (the "kubelet API" the API server calls):
-//! `/containerLogs/{ns}/{pod}/{container}`, `/stats/summary`,
-//! `/stats/requests` and `/metrics`.
+//! `/containerLogs/{ns}/{pod}/{container}`, `/exec/...` and `/attach/...`
+//! (WebSocket, [`exec`]), `/portForward/...` (SPDY in WebSocket,
+//! [`portforward`]), `/stats/summary`, `/stats/requests` and
+//! `/metrics`.
 //!
 //! Served on `host_ip:server_port` with a self-signed certificate; every
 //! client must present a certificate signed by the cluster CA ([`tls`]).
 //! [`Server::bind`] runs before the Node is registered so the actual port
 //! lands in `status.daemonEndpoints.kubeletEndpoint.Port`.
 
+pub mod exec;
 pub mod logs;
 mod metrics;
+pub mod portforward;
+pub mod spdy;
+pub mod stream;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -69,6 +75,7 @@ pub struct Server {
     acceptor: tokio_rustls::TlsAcceptor,
     local_addr: SocketAddr,
     logs_root: PathBuf,
+    exec: Option<Arc<dyn exec::ExecRuntime>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -88,6 +95,8 @@ pub struct ServerState {
     pub containers: Arc<dyn ContainerSource>,
     /// `DATA/logs/pods`.
     pub logs_root: PathBuf,
+    /// Runs `exec` commands (`None`: exec answers 501).
+    pub exec: Option<Arc<dyn exec::ExecRuntime>>,
 }
 
 impl Server {
@@ -105,7 +114,14 @@ impl Server {
             acceptor: tokio_rustls::TlsAcceptor::from(tls),
             local_addr,
             logs_root: config.logs_root,
+            exec: None,
         })
+    }
+
+    /// Serves `exec` with `runtime`.
+    pub fn with_exec(mut self, runtime: Arc<dyn exec::ExecRuntime>) -> Self {
+        self.exec = Some(runtime);
+        self
     }
 
     /// The bound address (with the actual port).
@@ -119,6 +135,7 @@ impl Server {
             stats,
             containers,
             logs_root: self.logs_root.clone(),
+            exec: self.exec.clone(),
         });
         tracing::info!(addr = %self.local_addr, "agent server listening");
         loop {
@@ -145,7 +162,10 @@ impl Server {
                 };
                 let service = TowerToHyperService::new(app);
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                if let Err(error) = builder.serve_connection(TokioIo::new(tls), service).await {
+                if let Err(error) = builder
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                    .await
+                {
                     tracing::debug!(%peer, %error, "agent server connection ended");
                 }
             });
@@ -159,6 +179,18 @@ pub fn router(state: ServerState) -> Router {
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
+        )
+        .route(
+            "/exec/{namespace}/{pod}/{container}",
+            get(exec::exec).post(exec::exec),
+        )
+        .route(
+            "/attach/{namespace}/{pod}/{container}",
+            get(exec::attach).post(exec::attach),
+        )
+        .route(
+            "/portForward/{namespace}/{pod}",
+            get(portforward::port_forward),
         )
         .route("/stats/summary", get(summary))
         .route("/stats/requests", get(requests))
@@ -393,6 +425,7 @@ mod tests {
             stats: StatsHandle::fixed(summary, RequestStats::default()),
             containers: containers.clone(),
             logs_root: root.path().to_path_buf(),
+            exec: None,
         });
         (root, log, containers, app)
     }
