@@ -384,49 +384,49 @@ spec:
         "traffic still spread after scale-down: {after:?}"
     );
 
-    // A UDP Service port (kernel path): a datagram to the ClusterIP reaches
-    // the pod, which prints it.
+    // A UDP Service port (kernel path), selectorless, whose endpoint is a
+    // socket of this test on the node's bridge gateway. A client that sent
+    // before there was an endpoint is not stuck on its stale conntrack
+    // entry once one appears.
+    let sink = UdpSocket::bind("0.0.0.0:0")?;
+    sink.set_read_timeout(Some(Duration::from_millis(300)))?;
+    let sink_port = sink.local_addr()?.port();
+    let some_pod_ip: Ipv4Addr = pods
+        .iter()
+        .find_map(|p| p.status.as_ref()?.pod_ip.as_ref()?.parse().ok())
+        .context("a pod IP")?;
+    let [a, b, c, _] = some_pod_ip.octets();
+    let gateway = Ipv4Addr::new(a, b, c, 1);
+    env.apply(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: udp-sink\nspec:\n  ports:\n  - {name: dgram, protocol: UDP, port: 9000}\n",
+    )?;
+    let udp_ip = jsonpath(&env, &["get", "service", "udp-sink"], "{.spec.clusterIP}")?;
+    let client = UdpSocket::bind("0.0.0.0:0")?;
+    for _ in 0..3 {
+        client.send_to(b"early", format!("{udp_ip}:9000"))?;
+        std::thread::sleep(Duration::from_millis(200));
+    }
     env.apply(&format!(
-        r#"apiVersion: v1
-kind: Pod
+        r#"apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
 metadata:
-  name: udp-sink
-  labels: {{app: udp-sink}}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: main
-    image: {IMAGE}
-    imagePullPolicy: Never
-    command: ["sh", "-c", "while true; do nc -lu -p 9000; done"]
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: udp-sink
-spec:
-  selector: {{app: udp-sink}}
-  ports:
-  - {{name: dgram, protocol: UDP, port: 9000, targetPort: 9000}}
+  name: udp-sink-1
+  labels: {{kubernetes.io/service-name: udp-sink}}
+addressType: IPv4
+ports: [{{name: dgram, protocol: UDP, port: {sink_port}}}]
+endpoints: [{{addresses: ["{gateway}"], conditions: {{ready: true}}}}]
 "#
     ))?;
-    let sink = wait_for("the udp-sink pod", Duration::from_secs(60), || {
-        Ok(env
-            .pods("app=udp-sink")?
-            .into_iter()
-            .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")))
-    })?;
-    let udp_ip = jsonpath(&env, &["get", "service", "udp-sink"], "{.spec.clusterIP}")?;
-    let socket = UdpSocket::bind("0.0.0.0:0")?;
     wait_for(
         "a datagram through the UDP ClusterIP",
-        Duration::from_secs(30),
+        Duration::from_secs(10),
         || {
-            socket.send_to(b"hello-udp\n", format!("{udp_ip}:9000"))?;
-            std::thread::sleep(Duration::from_millis(300));
-            Ok(pod_log(&env, &sink, "main")
-                .contains("hello-udp")
-                .then_some(()))
+            client.send_to(b"hello-udp", format!("{udp_ip}:9000"))?;
+            let mut buf = [0u8; 64];
+            Ok(match sink.recv_from(&mut buf) {
+                Ok((n, _)) => buf[..n].starts_with(b"hello-udp").then_some(()),
+                Err(_) => None,
+            })
         },
     )?;
 

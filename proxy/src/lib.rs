@@ -310,6 +310,8 @@ struct State {
     kernel: bool,
     /// The last ruleset `nft` accepted (re-applied only when it changes).
     applied_rules: Option<String>,
+    /// The ports that ruleset carries.
+    applied_ports: Vec<nft::KernelPort>,
 }
 
 impl State {
@@ -327,6 +329,7 @@ impl State {
             addresses,
             kernel,
             applied_rules: None,
+            applied_ports: Vec::new(),
         }
     }
 
@@ -366,7 +369,13 @@ impl State {
                 match nft::apply(&script).await {
                     Ok(()) => {
                         tracing::debug!(ports = kernel_ports.len(), "kernel service rules applied");
+                        for p in nft::stale_udp(&self.applied_ports, &kernel_ports) {
+                            if let Err(e) = nft::flush_udp(p.cluster_ip, p.port).await {
+                                tracing::warn!(service = %p.comment, error = %e, "cannot flush stale UDP conntrack entries");
+                            }
+                        }
                         self.applied_rules = Some(script);
+                        self.applied_ports = kernel_ports;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot apply the kernel service rules; retrying at the next resync");

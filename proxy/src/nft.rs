@@ -192,6 +192,48 @@ pub fn enable_bridge_netfilter() -> bool {
     }
 }
 
+/// UDP ports whose endpoints changed between two rule sets (a port new in
+/// `after` counts): their conntrack entries must go, or a client that kept
+/// sending while the port had no endpoint (or to a removed one) stays
+/// stuck on its old entry, as kube-proxy knows.
+pub fn stale_udp<'a>(before: &[KernelPort], after: &'a [KernelPort]) -> Vec<&'a KernelPort> {
+    after
+        .iter()
+        .filter(|p| p.protocol == "udp")
+        .filter(|p| {
+            !before.iter().any(|b| {
+                b.protocol == "udp"
+                    && b.cluster_ip == p.cluster_ip
+                    && b.port == p.port
+                    && b.endpoints == p.endpoints
+            })
+        })
+        .collect()
+}
+
+/// Deletes the conntrack entries of UDP `ip:port` (Debian's `conntrack`).
+pub async fn flush_udp(ip: Ipv4Addr, port: u16) -> Result<(), ProxyError> {
+    let out = Command::new("conntrack")
+        .args(["-D", "-p", "udp", "--orig-dst", &ip.to_string(), "--dport"])
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|source| ProxyError::Exec {
+            program: "conntrack".to_string(),
+            source,
+        })?;
+    // Exit 1 with "0 flow entries have been deleted" is not a failure.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() || stderr.contains("0 flow entries") {
+        Ok(())
+    } else {
+        Err(ProxyError::Nft {
+            stderr: format!("conntrack: {}", stderr.trim()),
+        })
+    }
+}
+
 /// Deletes `table` (absent is fine).
 pub async fn remove(table: &str) -> Result<(), ProxyError> {
     let listed = nft(&["list", "table", "ip", table], None).await?;
@@ -290,6 +332,26 @@ mod tests {
             "{}\n{script}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    #[test]
+    fn udp_ports_with_new_or_changed_endpoints_need_their_conntrack_entries_flushed() {
+        let before = [
+            port("10.96.0.21", "udp", &["10.42.0.7:53"]),
+            port("10.96.0.22", "udp", &["10.42.0.8:53"]),
+            port("10.96.0.20", "tcp", &["10.42.0.5:80"]),
+        ];
+        let after = [
+            port("10.96.0.21", "udp", &["10.42.0.7:53"]),
+            port("10.96.0.22", "udp", &["10.42.0.9:53"]),
+            port("10.96.0.23", "udp", &["10.42.0.9:53"]),
+            port("10.96.0.20", "tcp", &["10.42.0.6:80"]),
+        ];
+        let stale: Vec<String> = stale_udp(&before, &after)
+            .iter()
+            .map(|p| p.cluster_ip.to_string())
+            .collect();
+        assert_eq!(stale, ["10.96.0.22", "10.96.0.23"]);
     }
 
     #[test]

@@ -70,9 +70,8 @@ impl Drop for Bench {
         // What `skiff down` removes: every container (and its shim, which
         // would otherwise outlive the run holding the caller's lock file),
         // pod networks, netns, the bridge and the node's containerd.
-        let _ = e2e::containerd::block_on(kubelet::agent::cleanup::remove_node(
-            &self.node.data_dir,
-        ));
+        let _ =
+            e2e::containerd::block_on(kubelet::agent::cleanup::remove_node(&self.node.data_dir));
         e2e::containerd::remove_service_path();
         // Dropping the cluster removes its data dir, last.
         self.cluster.take();
