@@ -122,6 +122,18 @@ struct Informer {
 }
 
 impl Informer {
+    fn new() -> Arc<Self> {
+        let (store, writer) = reflector::store();
+        Arc::new(Informer {
+            store,
+            fanout: Mutex::new(Fanout {
+                writer,
+                phase: Phase::Idle,
+                subscribers: Vec::new(),
+            }),
+        })
+    }
+
     fn fanout(&self) -> std::sync::MutexGuard<'_, Fanout> {
         self.fanout.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -195,15 +207,7 @@ impl SharedPods {
         if let Some(i) = slot.as_ref() {
             return i.clone();
         }
-        let (store, writer) = reflector::store();
-        let informer = Arc::new(Informer {
-            store,
-            fanout: Mutex::new(Fanout {
-                writer,
-                phase: Phase::Idle,
-                subscribers: Vec::new(),
-            }),
-        });
+        let informer = Informer::new();
         let feed = informer.clone();
         tokio::spawn(async move {
             let mut events = watcher(Api::<Pod>::all(client), watcher::Config::default())
@@ -297,5 +301,48 @@ mod tests {
             Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ts(5)));
         o.observe(&Event::Apply(p));
         assert!(e.satisfied("default/rs"));
+    }
+
+    fn names(rx: &mut mpsc::UnboundedReceiver<Event<Arc<Pod>>>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(ev) = rx.try_recv() {
+            out.push(match ev {
+                Event::Init => "Init".to_string(),
+                Event::InitDone => "InitDone".to_string(),
+                Event::InitApply(p) => format!("InitApply {}", p.metadata.name.as_deref().unwrap_or("")),
+                Event::Apply(p) => format!("Apply {}", p.metadata.name.as_deref().unwrap_or("")),
+                Event::Delete(p) => format!("Delete {}", p.metadata.name.as_deref().unwrap_or("")),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn every_subscriber_of_the_shared_pod_watch_sees_the_same_events_in_order() {
+        let informer = Informer::new();
+        let mut early = informer.subscribe();
+        informer.publish(Event::Init);
+        informer.publish(Event::InitApply(owned_pod("a")));
+        let mut during_list = informer.subscribe();
+        informer.publish(Event::InitDone);
+        informer.publish(Event::Apply(owned_pod("b")));
+        let mut late = informer.subscribe();
+        informer.publish(Event::Delete(owned_pod("a")));
+        assert_eq!(
+            names(&mut early),
+            ["Init", "InitApply a", "InitDone", "Apply b", "Delete a"]
+        );
+        assert_eq!(
+            names(&mut during_list),
+            ["Init", "InitApply a", "InitDone", "Apply b", "Delete a"]
+        );
+        // A late subscriber starts with the current pods (in store order).
+        let mut got = names(&mut late);
+        got[1..3].sort();
+        assert_eq!(
+            got,
+            ["Init", "InitApply a", "InitApply b", "InitDone", "Delete a"]
+        );
+        assert_eq!(informer.store.state().len(), 1, "the store saw the deletion");
     }
 }
