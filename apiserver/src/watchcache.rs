@@ -82,7 +82,10 @@ impl CachedEvent {
     /// Like [`from_store`](Self::from_store), with the previous object
     /// already decoded (the window's newest event for the key, when its
     /// revision is `ev.prev`'s): it is shared instead of decoded again.
-    fn from_store_with(ev: &WatchEvent, known_prev: Option<Arc<Value>>) -> Result<Self, StoreError> {
+    fn from_store_with(
+        ev: &WatchEvent,
+        known_prev: Option<Arc<Value>>,
+    ) -> Result<Self, StoreError> {
         let revision = ev.revision();
         let prev = match (&ev.prev, known_prev) {
             (Some(_), Some(known)) => Some(known),

@@ -240,9 +240,10 @@ pub fn watch_pods(
     let informer = shared.informer(client);
     let rx = informer.subscribe();
     let mut observer = observer;
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|ev| (ev, rx))
-    })
+    let stream = futures::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|ev| (ev, rx)) },
+    )
     .filter_map(move |event| {
         if let Some(o) = observer.as_mut() {
             o.observe(&event);
@@ -309,7 +310,9 @@ mod tests {
             out.push(match ev {
                 Event::Init => "Init".to_string(),
                 Event::InitDone => "InitDone".to_string(),
-                Event::InitApply(p) => format!("InitApply {}", p.metadata.name.as_deref().unwrap_or("")),
+                Event::InitApply(p) => {
+                    format!("InitApply {}", p.metadata.name.as_deref().unwrap_or(""))
+                }
                 Event::Apply(p) => format!("Apply {}", p.metadata.name.as_deref().unwrap_or("")),
                 Event::Delete(p) => format!("Delete {}", p.metadata.name.as_deref().unwrap_or("")),
             });
@@ -343,6 +346,10 @@ mod tests {
             got,
             ["Init", "InitApply a", "InitApply b", "InitDone", "Delete a"]
         );
-        assert_eq!(informer.store.state().len(), 1, "the store saw the deletion");
+        assert_eq!(
+            informer.store.state().len(),
+            1,
+            "the store saw the deletion"
+        );
     }
 }

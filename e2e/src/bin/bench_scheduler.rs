@@ -43,7 +43,8 @@ struct Args {
     floor_pods: usize,
 }
 
-const USAGE: &str = "use --nodes N --pods N [--deployment] [--concurrency N] [--runs N] [--floor-pods N]";
+const USAGE: &str =
+    "use --nodes N --pods N [--deployment] [--concurrency N] [--runs N] [--floor-pods N]";
 
 fn parse_args() -> Result<Args> {
     let mut args = Args {
