@@ -183,8 +183,13 @@ fn server_config(
         tls_sans: sans,
         tokens,
         // Watchers older than this window replay from the store's own history,
-        // so a small window is enough; every event in it holds two decoded objects.
-        watch_cache_events: 1024,
+        // decoding every event again for each of them, and a live watcher that
+        // falls this far behind is closed and resumes from there: at 1,024 the
+        // scheduler benchmark's watchers (a few thousand events a second)
+        // dropped to the store path and a tenth of the CPU went to re-decoding.
+        // Each event holds about one decoded object (the previous state is
+        // shared with the key's preceding event).
+        watch_cache_events: 8192,
         default_not_ready_toleration_seconds: cp.default_not_ready_toleration_seconds,
         default_unreachable_toleration_seconds: cp.default_unreachable_toleration_seconds,
         service_cidr: cp.service_cluster_ip_range,

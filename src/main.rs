@@ -13,6 +13,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc's malloc: the API server, scheduler and
+/// controllers allocate many short-lived JSON values on every request and
+/// watch event, and under glibc malloc a third of the CPU time of the
+/// scheduler benchmark went to malloc/free, with the RSS fragmenting to
+/// several times the live data (BENCHMARKS.md, scheduler throughput). Built
+/// with `no_thp`: with transparent huge pages each purged block touched
+/// again faulted in and zeroed a whole 2 MiB page.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,

@@ -8,7 +8,7 @@
 //! happens under the same lock the feeder publishes under, so nothing falls
 //! between the replay and the live stream.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -76,11 +76,30 @@ pub fn set_resource_version(obj: &mut Value, revision: Revision) {
 
 impl CachedEvent {
     pub fn from_store(ev: &WatchEvent) -> Result<Self, StoreError> {
+        Self::from_store_with(ev, None)
+    }
+
+    /// Like [`from_store`](Self::from_store), with the previous object
+    /// already decoded (the window's newest event for the key, when its
+    /// revision is `ev.prev`'s): it is shared instead of decoded again.
+    fn from_store_with(
+        ev: &WatchEvent,
+        known_prev: Option<Arc<Value>>,
+    ) -> Result<Self, StoreError> {
         let revision = ev.revision();
-        let object = Arc::new(decode_object(&ev.kv.value, revision)?);
-        let prev = match &ev.prev {
-            Some(p) => Some(Arc::new(decode_object(&p.value, p.mod_revision)?)),
-            None => None,
+        let prev = match (&ev.prev, known_prev) {
+            (Some(_), Some(known)) => Some(known),
+            (Some(p), None) => Some(Arc::new(decode_object(&p.value, p.mod_revision)?)),
+            (None, _) => None,
+        };
+        // A deletion carries the last state, which is `prev` when known.
+        let object = match (&ev.kind, &ev.prev, &prev) {
+            (EventKind::Delete, Some(p), Some(known)) if p.value == ev.kv.value => {
+                let mut obj = (**known).clone();
+                set_resource_version(&mut obj, revision);
+                Arc::new(obj)
+            }
+            _ => Arc::new(decode_object(&ev.kv.value, revision)?),
         };
         let kind = match ev.kind {
             EventKind::Delete => EventType::Deleted,
@@ -110,6 +129,9 @@ struct Window {
     oldest: Revision,
     /// The newest revision the cache has seen.
     newest: Revision,
+    /// The newest event of each key still in `events`, so the next change
+    /// of that key reuses its decoded object as `prev`.
+    latest: HashMap<String, Arc<CachedEvent>>,
     sender: broadcast::Sender<Arc<CachedEvent>>,
 }
 
@@ -151,6 +173,7 @@ impl WatchCache {
                 events: VecDeque::with_capacity(capacity),
                 oldest: start,
                 newest: start,
+                latest: HashMap::new(),
                 sender,
             })),
             capacity: capacity.max(1),
@@ -174,7 +197,14 @@ impl WatchCache {
                 Ok(mut stream) => {
                     backoff = Duration::from_millis(100);
                     while let Some(item) = stream.next().await {
-                        match item.and_then(|ev| CachedEvent::from_store(&ev)) {
+                        let decoded = item.and_then(|ev| {
+                            let known = ev
+                                .prev
+                                .as_ref()
+                                .and_then(|p| self.latest_object(&ev.kv.key, p.mod_revision));
+                            CachedEvent::from_store_with(&ev, known)
+                        });
+                        match decoded {
                             Ok(ev) => self.publish(Arc::new(ev)),
                             Err(e) => {
                                 tracing::warn!(error = %e, "watch cache feed failed; restarting");
@@ -191,6 +221,7 @@ impl WatchCache {
                     );
                     let mut w = lock(&self.window);
                     w.events.clear();
+                    w.latest.clear();
                     w.oldest = oldest;
                     w.newest = oldest;
                     // Close live receivers so their watchers end and clients relist.
@@ -216,10 +247,28 @@ impl WatchCache {
         if w.events.len() == self.capacity {
             if let Some(old) = w.events.pop_front() {
                 w.oldest = old.revision;
+                if w.latest.get(&old.key).is_some_and(|l| Arc::ptr_eq(l, &old)) {
+                    w.latest.remove(&old.key);
+                }
             }
         }
         w.events.push_back(ev.clone());
+        if ev.kind == EventType::Deleted {
+            w.latest.remove(&ev.key);
+        } else {
+            w.latest.insert(ev.key.clone(), ev.clone());
+        }
         let _ = w.sender.send(ev);
+    }
+
+    /// The decoded object of `key` at `revision`, if it is the newest
+    /// change of that key in the window.
+    fn latest_object(&self, key: &str, revision: Revision) -> Option<Arc<Value>> {
+        let w = lock(&self.window);
+        w.latest
+            .get(key)
+            .filter(|e| e.revision == revision)
+            .map(|e| e.object.clone())
     }
 
     /// Subscribes to changes after `after` under `prefix`.

@@ -260,6 +260,13 @@ async fn binding_a_pod_sets_its_node_once() {
     assert_eq!(code, StatusCode::CREATED);
     let (_, got) = call(&app, req("GET", "/api/v1/namespaces/default/pods/p", None)).await;
     assert_eq!(got["spec"]["nodeName"], "n1");
+    // As in Kubernetes, the binding is not a field-manager write: the pod's
+    // managedFields still hold only the creator's entry.
+    let managers = got["metadata"]["managedFields"]
+        .as_array()
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert_eq!(managers, 1, "{}", got["metadata"]["managedFields"]);
     let (code, _) = call(
         &app,
         req(

@@ -24,6 +24,8 @@ mod resources;
 pub mod tainteviction;
 pub mod taints;
 
+pub use podwatch::SharedPods;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -40,6 +42,11 @@ pub struct Config {
     pub restart_backoff: Duration,
     /// The HorizontalPodAutoscaler controller's settings.
     pub horizontal_pod_autoscaler: hpa::Config,
+    /// The one pod watch and store that every controller started with a
+    /// clone of this config shares (kube-controller-manager's shared
+    /// informer): one decode and one copy of each pod, not one per
+    /// controller. Started by the first controller that needs it.
+    pub shared_pods: SharedPods,
 }
 
 impl Default for Config {
@@ -49,6 +56,7 @@ impl Default for Config {
             expectations_timeout: Duration::from_secs(300),
             restart_backoff: Duration::from_secs(1),
             horizontal_pod_autoscaler: hpa::Config::default(),
+            shared_pods: SharedPods::default(),
         }
     }
 }

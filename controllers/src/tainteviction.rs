@@ -87,8 +87,8 @@ struct Context {
 }
 
 /// Runs the taint eviction controller until its watches end.
-pub async fn run(client: Client, _config: &crate::Config) {
-    let (pods, pod_events) = watch_pods(client.clone(), None);
+pub async fn run(client: Client, config: &crate::Config) {
+    let (pods, pod_events) = watch_pods(&config.shared_pods, client.clone(), None);
     let controller = Controller::new(Api::<Node>::all(client.clone()), watcher::Config::default());
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), "taint-eviction-controller"),

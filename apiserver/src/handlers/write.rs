@@ -312,10 +312,13 @@ pub(crate) async fn store_update(
         // A no-op write changes nothing, not even the revision.
         return Ok(current_obj.clone());
     }
-    // Server-side apply already recorded its ownership; every other write is an Update.
+    // Server-side apply already recorded its ownership; every other write is
+    // an Update. A binding is not: Kubernetes assigns the node in storage,
+    // below the field manager, so a bound pod has no scheduler entry.
     let is_apply =
         ctx.content_type().and_then(PatchType::from_content_type) == Some(PatchType::Apply);
-    if !is_apply {
+    let is_binding = ctx.info.subresource.as_deref() == Some("binding");
+    if !is_apply && !is_binding {
         patch::record_update(
             Some(current_obj),
             &mut new,

@@ -85,7 +85,7 @@ impl Context {
 }
 
 /// Runs the Deployment controller until its watches end.
-pub async fn run(client: Client, _config: &crate::Config) {
+pub async fn run(client: Client, config: &crate::Config) {
     let (replicasets, rs_writer) = reflector::store();
     let rs_events = reflector::reflector(
         rs_writer,
@@ -96,7 +96,7 @@ pub async fn run(client: Client, _config: &crate::Config) {
         .default_backoff(),
     )
     .touched_objects();
-    let (pods, pod_events) = watch_pods(client.clone(), None);
+    let (pods, pod_events) = watch_pods(&config.shared_pods, client.clone(), None);
     let controller = Controller::new(
         Api::<Deployment>::all(client.clone()),
         watcher::Config::default(),

@@ -82,8 +82,8 @@ where
 }
 
 /// Runs the Endpoints and EndpointSlice controller until its watches end.
-pub async fn run(client: Client, _config: &crate::Config) {
-    let (pods, pod_events) = watch_pods(client.clone(), None);
+pub async fn run(client: Client, config: &crate::Config) {
+    let (pods, pod_events) = watch_pods(&config.shared_pods, client.clone(), None);
     let (endpoints, endpoint_events) = store(
         Api::<Endpoints>::all(client.clone()),
         watcher::Config::default(),

@@ -202,9 +202,10 @@ impl Context {
 
 /// Runs the HPA controller until its watch ends.
 pub async fn run(client: Client, config: &crate::Config) {
+    let shared_pods = config.shared_pods.clone();
     let config = config.horizontal_pod_autoscaler.clone();
     let metrics: Arc<dyn MetricsSource> = Arc::new(ApiMetrics::new(client.clone()));
-    let (pods, pod_events) = watch_pods(client.clone(), None);
+    let (pods, pod_events) = watch_pods(&shared_pods, client.clone(), None);
     let (reader, writer) = reflector::store();
     let ctx = Arc::new(Context {
         hpas: reader.clone(),

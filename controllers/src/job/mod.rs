@@ -55,6 +55,7 @@ struct Context {
 pub async fn run(client: Client, config: &crate::Config) {
     let expectations = Arc::new(Expectations::new(config.expectations_timeout));
     let (pods, pod_events) = watch_pods(
+        &config.shared_pods,
         client.clone(),
         Some(Observer::new("Job", expectations.clone())),
     );
