@@ -5,9 +5,11 @@
 //! 1. a finished pod (Succeeded/Failed) only makes sure nothing of it runs;
 //! 2. the sandbox and containers are started (or re-adopted, after an agent
 //!    restart) — init containers first, one at a time, each to completion
-//!    (`Initialized`) — until every container has an instance — a missing image
-//!    leaves it waiting `ErrImageNeverPull`/`ErrImagePull`, retried every
-//!    [`IMAGE_RETRY`];
+//!    (`Initialized`) — until every container has an instance — an image
+//!    that is missing or failed to pull leaves it waiting (`ErrImagePull`,
+//!    then `ImagePullBackOff` while the node's pull back-off lasts — see
+//!    [`super::pulls`] — or `ErrImageNeverPull`, `InvalidImageName`), and
+//!    the start is tried again every [`IMAGE_RETRY`];
 //! 3. containers whose liveness or startup probe failed are killed
 //!    (`Killing` event) and, like exited containers, restarted per the
 //!    restart policy, through CrashLoopBackOff ([`CrashBackoff`]);
@@ -53,7 +55,9 @@ const DEFAULT_GRACE: i64 = 30;
 /// Waiting reasons that mean "no instance was created; start again later".
 const NOT_CREATED: &[&str] = &[
     "ErrImagePull",
+    "ImagePullBackOff",
     "ErrImageNeverPull",
+    "InvalidImageName",
     "CreateContainerConfigError",
     "RunContainerError",
 ];
