@@ -75,7 +75,11 @@ impl Registry {
             .context("starting docker-registry")?;
         let registry = Self { child, dir, port };
         wait_for("the registry to listen", Duration::from_secs(20), || {
-            Ok(registry.get("/v2/").ok().filter(|r| r.contains(" 200 ") || r.contains(" 401 ")).map(|_| ()))
+            Ok(registry
+                .get("/v2/")
+                .ok()
+                .filter(|r| r.contains(" 200 ") || r.contains(" 401 "))
+                .map(|_| ()))
         })?;
         Ok(registry)
     }
@@ -93,7 +97,11 @@ impl Registry {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
         stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.host())?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n",
+            self.host()
+        )?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;
         Ok(response)
@@ -102,7 +110,11 @@ impl Registry {
     /// Pushes the busybox test image as `repository:tag` with skopeo.
     fn push(&self, repository: &str, tag: &str, credentials: bool) -> Result<()> {
         let archive = self.dir.path().join(format!("{tag}.tar"));
-        build_busybox_image(&archive, &format!("{repository}:{tag}"), ArchiveFormat::OciLayout)?;
+        build_busybox_image(
+            &archive,
+            &format!("{repository}:{tag}"),
+            ArchiveFormat::OciLayout,
+        )?;
         let mut command = Command::new("/usr/bin/skopeo");
         command.args(["copy", "--quiet", "--dest-tls-verify=false"]);
         if credentials {
@@ -125,7 +137,9 @@ impl Registry {
         let log = std::fs::read_to_string(self.log_path())?;
         Ok(log
             .lines()
-            .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:") && l.contains("\" 200 "))
+            .filter(|l| {
+                l.contains("\"GET /v2/") && l.contains("/blobs/sha256:") && l.contains("\" 200 ")
+            })
             .count())
     }
 
@@ -188,18 +202,46 @@ fn wait_waiting(env: &NodeCluster, name: &str, reason: &str, timeout: Duration) 
     })
 }
 
+/// `result`, after printing the cluster's image and pull log lines when
+/// it is an error (a returned error, unlike a panic, prints no log).
+fn with_log<T>(env: &NodeCluster, result: Result<T>) -> Result<T> {
+    if result.is_err() {
+        eprintln!("--- skiff log: image lines ---");
+        for line in env.cluster().logs().lines().filter(|l| l.contains("image")) {
+            eprintln!("{line}");
+        }
+    }
+    result
+}
+
 #[test]
 fn a_pod_pulls_its_image_from_a_registry_and_a_missing_tag_backs_off() -> Result<()> {
     let registry = Registry::start(false)?;
     registry.push("skiff/busybox", "1", false)?;
     let host = registry.host();
     let env = NodeCluster::start_with(1, &["--insecure-registry", &host])?;
+    let result = pulls_and_backs_off(&env, &registry);
+    with_log(&env, result)?;
+    let pid = registry.pid();
+    assert!(alive(pid));
+    drop(registry);
+    assert!(
+        !alive(pid),
+        "the registry process {pid} is gone after its guard drops"
+    );
+    Ok(())
+}
+
+fn pulls_and_backs_off(env: &NodeCluster, registry: &Registry) -> Result<()> {
+    let host = registry.host();
     let image = format!("{host}/skiff/busybox:1");
 
     env.apply(&pod("pulled", &image, "IfNotPresent", None))?;
     let pulled = env.wait_running("pulled", Duration::from_secs(60))?;
     assert_eq!(phase(&pulled), "Running");
-    let image_id = status(&pulled).map(|s| s.image_id.clone()).unwrap_or_default();
+    let image_id = status(&pulled)
+        .map(|s| s.image_id.clone())
+        .unwrap_or_default();
     assert!(image_id.starts_with("sha256:"), "imageID {image_id}");
     let events = wait_for("Pulling and Pulled events", Duration::from_secs(10), || {
         let events = env.events("pulled")?;
@@ -231,23 +273,29 @@ fn a_pod_pulls_its_image_from_a_registry_and_a_missing_tag_backs_off() -> Result
             .any(|(r, m)| r == "Pulled" && m.starts_with("Successfully pulled image"))
             .then_some(()))
     })?;
-    assert_eq!(registry.blob_downloads()?, downloads, "no blob fetched twice");
+    assert_eq!(
+        registry.blob_downloads()?,
+        downloads,
+        "no blob fetched twice"
+    );
 
     // A tag the registry does not have.
     let missing = format!("{host}/skiff/busybox:nope");
     env.apply(&pod("missing", &missing, "IfNotPresent", None))?;
-    let message = wait_waiting(&env, "missing", "ErrImagePull", Duration::from_secs(30))?;
+    let message = wait_waiting(env, "missing", "ErrImagePull", Duration::from_secs(30))?;
     assert_eq!(
         message,
         format!("failed to pull and unpack image \"{missing}\": failed to resolve reference \"{missing}\": {missing}: not found")
     );
-    let message = wait_waiting(&env, "missing", "ImagePullBackOff", Duration::from_secs(30))?;
+    let message = wait_waiting(env, "missing", "ImagePullBackOff", Duration::from_secs(30))?;
     assert_eq!(message, format!("Back-off pulling image \"{missing}\""));
     assert_eq!(phase(&env.pod("missing")?), "Pending");
     let events = env.events("missing")?;
     assert!(
         events.iter().any(|(r, m)| r == "Failed"
-            && m.starts_with(&format!("Failed to pull image \"{missing}\": failed to pull and unpack image"))),
+            && m.starts_with(&format!(
+                "Failed to pull image \"{missing}\": failed to pull and unpack image"
+            ))),
         "{events:?}"
     );
     assert!(
@@ -258,13 +306,8 @@ fn a_pod_pulls_its_image_from_a_registry_and_a_missing_tag_backs_off() -> Result
     );
     // After the 10 s back-off the pull is tried again (ErrImagePull again),
     // and the pods that pulled keep running.
-    wait_waiting(&env, "missing", "ErrImagePull", Duration::from_secs(30))?;
+    wait_waiting(env, "missing", "ErrImagePull", Duration::from_secs(30))?;
     assert_eq!(phase(&env.pod("pulled")?), "Running");
-
-    let pid = registry.pid();
-    assert!(alive(pid));
-    drop(registry);
-    assert!(!alive(pid), "the registry process {pid} is gone after its guard drops");
     Ok(())
 }
 
@@ -274,10 +317,22 @@ fn a_registry_with_htpasswd_auth_needs_the_pods_pull_secret() -> Result<()> {
     registry.push("private/busybox", "1", true)?;
     let host = registry.host();
     let env = NodeCluster::start_with(1, &["--insecure-registry", &host])?;
+    let result = needs_the_pull_secret(&env, &host);
+    with_log(&env, result)?;
+    let pid = registry.pid();
+    drop(registry);
+    assert!(
+        !alive(pid),
+        "the registry process {pid} is gone after its guard drops"
+    );
+    Ok(())
+}
+
+fn needs_the_pull_secret(env: &NodeCluster, host: &str) -> Result<()> {
     let image = format!("{host}/private/busybox:1");
 
     env.apply(&pod("anonymous", &image, "IfNotPresent", None))?;
-    let message = wait_waiting(&env, "anonymous", "ErrImagePull", Duration::from_secs(30))?;
+    let message = wait_waiting(env, "anonymous", "ErrImagePull", Duration::from_secs(30))?;
     assert!(
         message.starts_with(&format!("failed to pull and unpack image \"{image}\": failed to resolve reference \"{image}\": unexpected status from HEAD request to http://{host}/v2/private/busybox/manifests/1: 401 Unauthorized")),
         "{message}"
@@ -318,11 +373,12 @@ fn a_registry_with_htpasswd_auth_needs_the_pods_pull_secret() -> Result<()> {
         "Always",
         Some("wrong"),
     ))?;
-    let message = wait_waiting(&env, "wrong-password", "ErrImagePull", Duration::from_secs(30))?;
+    let message = wait_waiting(
+        env,
+        "wrong-password",
+        "ErrImagePull",
+        Duration::from_secs(30),
+    )?;
     assert!(message.contains("401 Unauthorized"), "{message}");
-
-    let pid = registry.pid();
-    drop(registry);
-    assert!(!alive(pid), "the registry process {pid} is gone after its guard drops");
     Ok(())
 }

@@ -263,7 +263,11 @@ impl ImagePuller {
         }
         let mut errors = Vec::new();
         for credentials in candidates {
-            match self.store.pull(&self.registry, reference, credentials).await {
+            match self
+                .store
+                .pull(&self.registry, reference, credentials)
+                .await
+            {
                 Ok(pulled) => return Ok((pulled.image, pulled.size)),
                 Err(error) => errors.push(error.to_string()),
             }
@@ -407,7 +411,10 @@ mod tests {
             image_pull_policy: policy.map(str::to_string),
             ..Default::default()
         };
-        (container, Reference::parse(image).expect("a valid reference"))
+        (
+            container,
+            Reference::parse(image).expect("a valid reference"),
+        )
     }
 
     #[test]

@@ -499,16 +499,23 @@ impl ImageStore {
         };
         let source = blob.source.clone();
         let digest = blob.digest.clone();
-        self.write_reader(lease, &blob.digest, blob.size, reader, labels, move |source_error| {
-            let path = match source {
-                BlobSource::File(path) => path,
-                BlobSource::Bytes(_) => PathBuf::from(digest),
-            };
-            ImageError::Io {
-                path,
-                source: source_error,
-            }
-        })
+        self.write_reader(
+            lease,
+            &blob.digest,
+            blob.size,
+            reader,
+            labels,
+            move |source_error| {
+                let path = match source {
+                    BlobSource::File(path) => path,
+                    BlobSource::Bytes(_) => PathBuf::from(digest),
+                };
+                ImageError::Io {
+                    path,
+                    source: source_error,
+                }
+            },
+        )
         .await
     }
 
@@ -674,13 +681,14 @@ impl ImageStore {
                 });
             }
         }
-        let remote = session
-            .resolve(digest.as_deref())
-            .await
-            .map_err(|source| PullError::Resolve {
-                name: name.clone(),
-                source,
-            })?;
+        let remote =
+            session
+                .resolve(digest.as_deref())
+                .await
+                .map_err(|source| PullError::Resolve {
+                    name: name.clone(),
+                    source,
+                })?;
         let lease = self
             .connection
             .create_lease("pull", IMPORT_LEASE_EXPIRY)
@@ -770,13 +778,12 @@ impl ImageStore {
             downloaded += bytes.len() as u64;
             bytes.to_vec()
         };
-        let config: ConfigDocument =
-            serde_json::from_slice(&config_bytes).map_err(|source| {
-                store(ImageError::Json {
-                    digest: remote.config.digest.clone(),
-                    source,
-                })
-            })?;
+        let config: ConfigDocument = serde_json::from_slice(&config_bytes).map_err(|source| {
+            store(ImageError::Json {
+                digest: remote.config.digest.clone(),
+                source,
+            })
+        })?;
         let diff_ids = config.rootfs.diff_ids;
         let top_chain = chain_ids(&diff_ids)
             .last()
@@ -804,9 +811,13 @@ impl ImageStore {
             format!("containerd.io/gc.ref.snapshot.{SNAPSHOTTER}"),
             top_chain,
         )]);
-        self.write_blob(lease, &bytes_blob(&remote.config, config_bytes), config_labels)
-            .await
-            .map_err(store)?;
+        self.write_blob(
+            lease,
+            &bytes_blob(&remote.config, config_bytes),
+            config_labels,
+        )
+        .await
+        .map_err(store)?;
         let mut manifest_labels = HashMap::from([(
             "containerd.io/gc.ref.content.config".to_string(),
             remote.config.digest.clone(),

@@ -95,8 +95,7 @@ impl Keyring {
                 _ => continue,
             };
             for (location, entry) in config {
-                if let (Some(key), Some(credentials)) = (key_of(&location), credentials_of(entry))
-                {
+                if let (Some(key), Some(credentials)) = (key_of(&location), credentials_of(entry)) {
                     keyring.entries.push((key, credentials));
                 }
             }

@@ -423,10 +423,7 @@ pub struct RemoteImage {
 impl RemoteImage {
     /// What the image record points at: the index when there is one.
     pub fn target(&self) -> RemoteDescriptor {
-        self.index
-            .as_ref()
-            .unwrap_or(&self.manifest)
-            .descriptor()
+        self.index.as_ref().unwrap_or(&self.manifest).descriptor()
     }
 }
 
@@ -457,7 +454,10 @@ impl RegistryClient {
             let _ = roots.add(cert);
         }
         if !native.errors.is_empty() {
-            tracing::debug!(errors = native.errors.len(), "some system root certificates could not be read");
+            tracing::debug!(
+                errors = native.errors.len(),
+                "some system root certificates could not be read"
+            );
         }
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -524,16 +524,17 @@ impl Session {
     }
 
     fn blob_url(&self, digest: &str) -> String {
-        format!("{}/v2/{}/blobs/{digest}", self.base, self.reference.repository)
+        format!(
+            "{}/v2/{}/blobs/{digest}",
+            self.base, self.reference.repository
+        )
     }
 
     /// The digest the reference currently points at (`HEAD` of the
     /// manifest); `None` when the registry does not say.
     pub async fn head(&mut self) -> Result<Option<String>, RegistryError> {
         let url = self.manifest_url(self.reference.object());
-        let response = self
-            .send(Method::HEAD, &url, Some(MANIFEST_ACCEPT))
-            .await?;
+        let response = self.send(Method::HEAD, &url, Some(MANIFEST_ACCEPT)).await?;
         self.check(&Method::HEAD, &url, &response)?;
         let header = response
             .headers()
@@ -625,7 +626,10 @@ impl Session {
     }
 
     /// A small blob (the config), verified against its digest.
-    pub async fn fetch_blob(&mut self, descriptor: &RemoteDescriptor) -> Result<Bytes, RegistryError> {
+    pub async fn fetch_blob(
+        &mut self,
+        descriptor: &RemoteDescriptor,
+    ) -> Result<Bytes, RegistryError> {
         let url = self.blob_url(&descriptor.digest);
         let response = self.send(Method::GET, &url, None).await?;
         self.check(&Method::GET, &url, &response)?;
@@ -690,14 +694,15 @@ impl Session {
             return Err(RegistryError::NotFound(self.reference.name.clone()));
         }
         if status == StatusCode::UNAUTHORIZED {
-            let refused_scope = challenges_of(response.headers()).into_iter().find_map(|c| {
-                match c {
-                    Challenge::Bearer {
-                        error: Some(error), ..
-                    } if error == "insufficient_scope" => Some(error),
-                    _ => None,
-                }
-            });
+            let refused_scope =
+                challenges_of(response.headers())
+                    .into_iter()
+                    .find_map(|c| match c {
+                        Challenge::Bearer {
+                            error: Some(error), ..
+                        } if error == "insufficient_scope" => Some(error),
+                        _ => None,
+                    });
             if let Some(error) = refused_scope {
                 return Err(RegistryError::AccessDenied(format!(
                     "{error}: authorization failed"
@@ -1104,6 +1109,251 @@ mod tests {
             percent_encode("repository:library/busybox:pull"),
             "repository%3Alibrary%2Fbusybox%3Apull"
         );
+    }
+
+    /// A fake registry that wants a Bearer token from its own `/token`
+    /// (given only for the right Basic credentials), serves a two-platform
+    /// index, and redirects blob downloads to another origin
+    /// (`localhost`) that must not see the registry's `Authorization`.
+    mod fake {
+        use std::sync::{Arc, Mutex};
+
+        use axum::body::Body;
+        use axum::extract::{Path, State};
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::response::Response;
+        use axum::routing::get;
+        use axum::Router;
+
+        use super::super::sha256_digest;
+
+        pub struct Fake {
+            pub port: u16,
+            pub config_digest: String,
+            pub storage_auth: Arc<Mutex<Vec<Option<String>>>>,
+        }
+
+        #[derive(Clone)]
+        struct S {
+            port: u16,
+            index: Vec<u8>,
+            manifest: Vec<u8>,
+            manifest_digest: String,
+            config: Vec<u8>,
+            storage_auth: Arc<Mutex<Vec<Option<String>>>>,
+        }
+
+        fn reply(status: StatusCode, headers: &[(&str, String)], body: Vec<u8>) -> Response {
+            let mut builder = Response::builder().status(status);
+            for (k, v) in headers {
+                builder = builder.header(*k, v);
+            }
+            builder.body(Body::from(body)).expect("a response")
+        }
+
+        fn authorized(headers: &HeaderMap) -> bool {
+            headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer tok-1")
+        }
+
+        fn challenge(state: &S) -> Response {
+            reply(
+                StatusCode::UNAUTHORIZED,
+                &[(
+                    "www-authenticate",
+                    format!(
+                        r#"Bearer realm="http://127.0.0.1:{}/token",service="fake",scope="repository:team/app:pull""#,
+                        state.port
+                    ),
+                )],
+                Vec::new(),
+            )
+        }
+
+        async fn token(headers: HeaderMap) -> Response {
+            // "u:p" in base64.
+            if headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Basic dTpw") {
+                reply(StatusCode::OK, &[], br#"{"token":"tok-1"}"#.to_vec())
+            } else {
+                reply(StatusCode::UNAUTHORIZED, &[], Vec::new())
+            }
+        }
+
+        async fn manifests(
+            State(state): State<S>,
+            Path(object): Path<String>,
+            headers: HeaderMap,
+        ) -> Response {
+            if !authorized(&headers) {
+                return challenge(&state);
+            }
+            let index_digest = sha256_digest(&state.index);
+            let (body, media_type) = if object == "1" || object == index_digest {
+                (
+                    state.index.clone(),
+                    "application/vnd.oci.image.index.v1+json",
+                )
+            } else if object == state.manifest_digest {
+                (
+                    state.manifest.clone(),
+                    "application/vnd.oci.image.manifest.v1+json",
+                )
+            } else {
+                return reply(StatusCode::NOT_FOUND, &[], Vec::new());
+            };
+            reply(
+                StatusCode::OK,
+                &[
+                    ("content-type", media_type.to_string()),
+                    ("docker-content-digest", sha256_digest(&body)),
+                ],
+                body,
+            )
+        }
+
+        async fn blobs(
+            State(state): State<S>,
+            Path(digest): Path<String>,
+            headers: HeaderMap,
+        ) -> Response {
+            if !authorized(&headers) {
+                return challenge(&state);
+            }
+            reply(
+                StatusCode::TEMPORARY_REDIRECT,
+                // Another origin (a storage backend, as S3 or a CDN).
+                &[(
+                    "location",
+                    format!("http://localhost:{}/storage/{digest}", state.port),
+                )],
+                Vec::new(),
+            )
+        }
+
+        async fn storage(State(state): State<S>, headers: HeaderMap) -> Response {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            if let Ok(mut seen) = state.storage_auth.lock() {
+                seen.push(auth);
+            }
+            reply(StatusCode::OK, &[], state.config.clone())
+        }
+
+        pub async fn start(arch: &str) -> Fake {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+            let config_digest = sha256_digest(&config);
+            let manifest = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+                "layers": [],
+            })
+            .to_string()
+            .into_bytes();
+            let manifest_digest = sha256_digest(&manifest);
+            let index = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [
+                    {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": format!("sha256:{}", "0".repeat(64)), "size": 1, "platform": {"os": "linux", "architecture": "s390x"}},
+                    {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest, "size": manifest.len(), "platform": {"os": "linux", "architecture": arch}},
+                ],
+            })
+            .to_string()
+            .into_bytes();
+            let storage_auth = Arc::new(Mutex::new(Vec::new()));
+            let state = S {
+                port,
+                index,
+                manifest,
+                manifest_digest,
+                config,
+                storage_auth: storage_auth.clone(),
+            };
+            let app = Router::new()
+                .route("/token", get(token))
+                .route("/v2/team/app/manifests/{object}", get(manifests))
+                .route("/v2/team/app/blobs/{digest}", get(blobs))
+                .route("/storage/{digest}", get(storage))
+                .with_state(state);
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+            Fake {
+                port,
+                config_digest,
+                storage_auth,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bearer_registry_is_pulled_with_a_token_and_blobs_follow_redirects_without_it() {
+        let fake = fake::start(host_architecture()).await;
+        let host = format!("127.0.0.1:{}", fake.port);
+        let client = RegistryClient::new(RegistryConfig {
+            insecure: vec![host.clone()],
+        })
+        .expect("client");
+        let reference = Reference::parse(&format!("{host}/team/app:1")).expect("reference");
+        let credentials = Credentials {
+            username: "u".to_string(),
+            password: "p".to_string(),
+        };
+        let mut session = client.session(&reference, Some(credentials));
+        let digest = session.head().await.expect("head");
+        let image = session.resolve(digest.as_deref()).await.expect("resolve");
+        assert_eq!(image.index.as_ref().map(|i| i.digest.clone()), digest);
+        assert_eq!(image.config.digest, fake.config_digest);
+        let config = session.fetch_blob(&image.config).await.expect("config");
+        assert_eq!(sha256_digest(&config), fake.config_digest);
+        let seen = fake.storage_auth.lock().expect("lock").clone();
+        assert_eq!(seen, vec![None], "the storage backend never sees the token");
+    }
+
+    #[tokio::test]
+    async fn a_bearer_registry_without_credentials_fails_like_containerd() {
+        let fake = fake::start(host_architecture()).await;
+        let host = format!("127.0.0.1:{}", fake.port);
+        let client = RegistryClient::new(RegistryConfig {
+            insecure: vec![host.clone()],
+        })
+        .expect("client");
+        let reference = Reference::parse(&format!("{host}/team/app:1")).expect("reference");
+        let error = client
+            .session(&reference, None)
+            .head()
+            .await
+            .expect_err("no token for anonymous");
+        assert_eq!(
+            error.to_string(),
+            format!("failed to authorize: failed to fetch anonymous token: unexpected status from GET request to http://{host}/token?service=fake&scope=repository%3Ateam%2Fapp%3Apull: 401 Unauthorized")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_index_without_this_platform_is_refused() {
+        let fake = fake::start("s390x-not-this-one").await;
+        let host = format!("127.0.0.1:{}", fake.port);
+        let client = RegistryClient::new(RegistryConfig {
+            insecure: vec![host.clone()],
+        })
+        .expect("client");
+        let reference = Reference::parse(&format!("{host}/team/app:1")).expect("reference");
+        let mut session = client.session(
+            &reference,
+            Some(Credentials {
+                username: "u".to_string(),
+                password: "p".to_string(),
+            }),
+        );
+        let error = session.resolve(None).await.expect_err("no platform");
+        assert!(matches!(error, RegistryError::NoPlatform(_)), "{error}");
     }
 
     #[test]
