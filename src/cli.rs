@@ -111,6 +111,17 @@ pub struct UpArgs {
     pub containerd_address: Option<PathBuf>,
     #[command(flatten)]
     pub dns: ClusterDnsArgs,
+    #[command(flatten)]
+    pub registries: RegistryArgs,
+}
+
+/// Image registry flags of the nodes.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RegistryArgs {
+    /// A registry (HOST:PORT, or HOST for any port) the nodes pull from over
+    /// plain HTTP instead of HTTPS; repeat for several.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
 }
 
 /// Service networking flags of the nodes (kubelet's and kube-proxy's names).
@@ -178,6 +189,8 @@ pub struct AgentArgs {
     pub service_cluster_ip_range: apiserver::allocator::ServiceCidr,
     #[command(flatten)]
     pub dns: ClusterDnsArgs,
+    #[command(flatten)]
+    pub registries: RegistryArgs,
 }
 
 #[derive(Debug, Clone, Args)]

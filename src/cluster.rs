@@ -295,6 +295,7 @@ async fn serve_control_plane(cp: &ControlPlaneArgs, up: Option<&UpArgs>) -> Resu
                 name: "skiff-node".to_string(),
                 runtime: up.runtime,
                 containerd_address: up.containerd_address.clone(),
+                insecure_registries: up.registries.insecure_registries.clone(),
                 cluster_dns: Some(dns.config().cluster_dns_ip.to_string()),
                 cluster_domain: dns.cluster_domain.clone(),
                 request_counters: service_proxy.as_ref().map(|p| {
@@ -402,6 +403,7 @@ async fn agent(args: AgentArgs) -> Result<()> {
         name: args.node_name.clone(),
         runtime: args.runtime,
         containerd_address: args.containerd_address.clone(),
+        insecure_registries: args.registries.insecure_registries.clone(),
         cluster_dns: Some(dns.config().cluster_dns_ip.to_string()),
         cluster_domain: dns.cluster_domain.clone(),
         request_counters: service_proxy.as_ref().map(|p| {

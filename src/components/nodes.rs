@@ -20,6 +20,8 @@ pub struct NodeOptions {
     pub runtime: crate::cli::Runtime,
     /// An existing containerd socket to use instead of starting one.
     pub containerd_address: Option<PathBuf>,
+    /// Registries pulled from over plain HTTP (`--insecure-registry`).
+    pub insecure_registries: Vec<String>,
     /// The cluster DNS IP and domain written into pods' resolv.conf.
     pub cluster_dns: Option<String>,
     pub cluster_domain: String,
@@ -77,6 +79,7 @@ fn agent_configs(
             config.containerd_address = containerd_address.map(Path::to_path_buf);
             config.cluster_dns = opts.cluster_dns.clone();
             config.cluster_domain = opts.cluster_domain.clone();
+            config.insecure_registries = opts.insecure_registries.clone();
             if i == 0 {
                 config.request_counters = opts.request_counters.clone();
             }
@@ -192,6 +195,7 @@ mod tests {
             name: "skiff-node".to_string(),
             runtime: crate::cli::Runtime::Containerd,
             containerd_address: None,
+            insecure_registries: vec!["127.0.0.1:5000".to_string()],
             cluster_dns: Some("10.96.0.10".to_string()),
             cluster_domain: "cluster.local".to_string(),
             request_counters: None,
@@ -208,6 +212,7 @@ mod tests {
         assert_ne!(configs[0].bridge, configs[1].bridge);
         assert_eq!(configs[1].containerd_namespace, "skiff-skiff-node-1");
         assert_eq!(configs[0].images_dir, Some(PathBuf::from("/d/images")));
+        assert_eq!(configs[1].insecure_registries, vec!["127.0.0.1:5000"]);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! [`Agent::start`] checks the machine (root, containerd, runc, CNI
 //! plugins), starts a private containerd under the node's data dir (or
 //! connects to `containerd_address`), imports the image archives of
-//! `images_dir`, and registers the Node (real capacity, its own podCIDR)
+//! `images_dir`, sets up registry pulls ([`pulls`]: pull policy, pull
+//! secrets, ImagePullBackOff), and registers the Node (real capacity, its own podCIDR)
 //! and its Lease. [`Agent::run`] then heartbeats the Lease, refreshes the
 //! node status, rescans the image folder, and runs one worker per bound pod
 //! (see [`pods`] and [`worker`]).
@@ -20,6 +21,7 @@ pub mod node;
 mod pods;
 mod preflight;
 pub mod probe;
+mod pulls;
 pub mod status;
 mod worker;
 
@@ -33,6 +35,7 @@ use kube::Client;
 
 use crate::cni::{CniConfig, CniNetwork, PodNetwork};
 use crate::containerd::pod_runtime::PodRuntime;
+use crate::containerd::registry::{RegistryClient, RegistryConfig};
 use crate::containerd::{
     Connection, ContainerdRuntime, ContainerdRuntimeConfig, DaemonConfig, ImageStore,
     ManagedContainerd,
@@ -77,6 +80,11 @@ pub struct AgentConfig {
     pub image_rescan_interval: Duration,
     /// CrashLoopBackOff timing.
     pub crash_loop_backoff: BackoffConfig,
+    /// ImagePullBackOff timing (Kubernetes: 10 s doubling to 300 s).
+    pub image_pull_backoff: BackoffConfig,
+    /// Registries (`host:port`, or `host` for any port) pulled from over
+    /// plain HTTP instead of HTTPS (`--insecure-registry`).
+    pub insecure_registries: Vec<String>,
     /// The cluster DNS server written into `ClusterFirst` pods'
     /// resolv.conf (kubelet `--cluster-dns`); `None` gives them the host's.
     pub cluster_dns: Option<String>,
@@ -115,6 +123,8 @@ impl AgentConfig {
             node_status_update_frequency: Duration::from_secs(60),
             image_rescan_interval: Duration::from_secs(2),
             crash_loop_backoff: BackoffConfig::default(),
+            image_pull_backoff: BackoffConfig::default(),
+            insecure_registries: Vec::new(),
             cluster_dns: None,
             cluster_domain: "cluster.local".to_string(),
             server_port: 0,
@@ -168,6 +178,9 @@ pub enum AgentError {
     /// The runtime could not be set up.
     #[error(transparent)]
     Runtime(#[from] crate::containerd::runtime::ContainerdRuntimeError),
+    /// The registry client could not be set up.
+    #[error("cannot set up the registry client: {0}")]
+    Registry(#[from] crate::containerd::registry::RegistryError),
     /// The agent's HTTPS API could not start.
     #[error(transparent)]
     Server(#[from] crate::server::ServerError),
@@ -246,6 +259,16 @@ impl Agent {
         }
         let cni = CniConfig::new(&config.data_dir, &config.bridge, &config.pod_cidr);
         let network: Arc<dyn PodNetwork> = Arc::new(CniNetwork::new(cni));
+        let registry = RegistryClient::new(RegistryConfig {
+            insecure: config.insecure_registries.clone(),
+        })?;
+        let puller = pulls::ImagePuller::new(
+            store.clone(),
+            registry,
+            client.clone(),
+            &config.node_name,
+            config.image_pull_backoff,
+        );
         let runtime = Arc::new(
             ContainerdRuntime::new(
                 connection,
@@ -257,7 +280,8 @@ impl Agent {
                     ..ContainerdRuntimeConfig::new(&config.data_dir)
                 },
             )
-            .await?,
+            .await?
+            .with_image_manager(Arc::new(puller)),
         );
         let server = start_server(&mut config)
             .await?

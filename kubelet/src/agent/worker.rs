@@ -1,13 +1,16 @@
 //! One pod's worker: keeps the pod's containers as its spec and restart
 //! policy say, and writes its status.
 //!
-//! Each sync (on a pod update, a container exit, or a timer):
+//! Each sync (on a pod update — not a status-only one, such as the echo of
+//! our own status write —, a container exit, a probe result, or a timer):
 //! 1. a finished pod (Succeeded/Failed) only makes sure nothing of it runs;
 //! 2. the sandbox and containers are started (or re-adopted, after an agent
 //!    restart) — init containers first, one at a time, each to completion
-//!    (`Initialized`) — until every container has an instance — a missing image
-//!    leaves it waiting `ErrImageNeverPull`/`ErrImagePull`, retried every
-//!    [`IMAGE_RETRY`];
+//!    (`Initialized`) — until every container has an instance — an image
+//!    that is missing or failed to pull leaves it waiting (`ErrImagePull`,
+//!    then `ImagePullBackOff` while the node's pull back-off lasts — see
+//!    [`super::pulls`] — or `ErrImageNeverPull`, `InvalidImageName`), and
+//!    the start is tried again every [`IMAGE_RETRY`];
 //! 3. containers whose liveness or startup probe failed are killed
 //!    (`Killing` event) and, like exited containers, restarted per the
 //!    restart policy, through CrashLoopBackOff ([`CrashBackoff`]);
@@ -53,7 +56,9 @@ const DEFAULT_GRACE: i64 = 30;
 /// Waiting reasons that mean "no instance was created; start again later".
 const NOT_CREATED: &[&str] = &[
     "ErrImagePull",
+    "ImagePullBackOff",
     "ErrImageNeverPull",
+    "InvalidImageName",
     "CreateContainerConfigError",
     "RunContainerError",
 ];
@@ -174,6 +179,22 @@ fn grace_period(pod: &Pod) -> Duration {
     Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
 }
 
+/// Whether `new` differs from `old` only in its status (and the
+/// bookkeeping a status write changes: resourceVersion, managedFields).
+fn only_status_changed(old: Option<&Pod>, new: Option<&Pod>) -> bool {
+    let (Some(old), Some(new)) = (old, new) else {
+        return false;
+    };
+    let strip = |pod: &Pod| {
+        let mut pod = pod.clone();
+        pod.status = None;
+        pod.metadata.resource_version = None;
+        pod.metadata.managed_fields = None;
+        pod
+    };
+    strip(old) == strip(new)
+}
+
 fn min_wake(current: Option<Duration>, other: Duration) -> Option<Duration> {
     Some(current.map_or(other, |c| c.min(other)))
 }
@@ -276,15 +297,27 @@ impl<R: PodRuntime> Worker<R> {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                changed = self.pod_rx.changed() => {
-                    // The manager dropped the sender: gone (None) or shutdown.
-                    if changed.is_err() && self.pod_rx.borrow().is_some() {
-                        return;
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    changed = self.pod_rx.changed() => {
+                        // The manager dropped the sender: gone (None) or shutdown.
+                        if changed.is_err() && self.pod_rx.borrow().is_some() {
+                            return;
+                        }
+                        // Our own status write coming back (or anyone's
+                        // status-only change) is no reason to sync now, as
+                        // in the kubelet: a waiting reason such as
+                        // `ErrImagePull` stays until the next sync.
+                        let status_only = changed.is_ok()
+                            && only_status_changed(last_pod.as_ref(), self.pod_rx.borrow().as_ref());
+                        if !status_only {
+                            break;
+                        }
                     }
+                    () = self.wake.notified() => break,
+                    () = &mut sleep => break,
                 }
-                () = self.wake.notified() => {}
-                () = sleep => {}
             }
         }
     }
@@ -519,6 +552,26 @@ impl<R: PodRuntime> Worker<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_only_update_does_not_count_as_a_pod_change() {
+        let mut old = Pod::default();
+        old.metadata.resource_version = Some("1".to_string());
+        let mut echoed = old.clone();
+        echoed.metadata.resource_version = Some("2".to_string());
+        echoed.status = Some(PodStatus {
+            phase: Some("Pending".to_string()),
+            ..Default::default()
+        });
+        assert!(only_status_changed(Some(&old), Some(&echoed)));
+        let mut deleting = echoed.clone();
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
+        assert!(!only_status_changed(Some(&old), Some(&deleting)));
+        assert!(!only_status_changed(Some(&old), None));
+    }
 
     #[test]
     fn the_grace_period_comes_from_the_deletion_then_the_spec_then_30s() {

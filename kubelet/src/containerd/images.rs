@@ -1,6 +1,7 @@
-//! Images in containerd: importing archives and resolving names.
+//! Images in containerd: importing archives, pulling from registries and
+//! resolving names.
 //!
-//! An import holds a lease for its whole duration and:
+//! An import (or a pull) holds a lease for its whole duration and:
 //! 1. extracts the archive to a scratch dir and describes its images
 //!    ([`super::archive`]);
 //! 2. writes every blob through the content service `Write` stream, with
@@ -10,6 +11,18 @@
 //! 4. creates (or updates) the image records.
 //!
 //! Once the lease is deleted, the image records keep everything alive.
+//!
+//! A pull ([`ImageStore::pull`]) resolves the reference in its registry
+//! ([`super::registry`]), and when the image record already points at the
+//! digest the registry names (and is unpacked) it downloads nothing; else
+//! it fetches only the blobs the content store lacks, each verified
+//! against its digest while it streams into containerd. Pulls of one name
+//! run one at a time, so two pods starting on one image download it once.
+//!
+//! Which image a container gets, and when to pull, is an
+//! [`ImageManager`]'s call: [`LocalImages`] (archives only) by default; the
+//! node agent plugs in its puller (pull policy, pull secrets, back-off,
+//! events).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,22 +30,28 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use containerd_client::services::v1::{
     AbortRequest, CreateImageRequest, GetImageRequest, Image, Info, InfoRequest,
     ReadContentRequest, UpdateImageRequest, UpdateRequest, WriteAction, WriteContentRequest,
 };
 use containerd_client::tonic::Code;
 use containerd_client::types::Descriptor;
+use k8s_openapi::api::core::v1::{Container, Pod};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tracing::{info, info_span, Instrument};
 
 use super::archive::{self, media_types, ArchiveError, ArchiveImage, Blob, BlobSource};
 use super::connection::{Connection, Lease, RpcError, SNAPSHOTTER};
 pub use super::reference::normalize_image_name;
+use super::reference::Reference;
+use super::registry::{Credentials, RegistryClient, RegistryError, RemoteDescriptor, RemoteImage};
 use super::unpack::{chain_ids, snapshot_exists, unpack_layers, UnpackError};
 
 const WRITE_CHUNK: usize = 1 << 20;
+static WRITE_SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 const IMPORT_LEASE_EXPIRY: Duration = Duration::from_secs(3600);
 
 /// Errors importing or resolving images.
@@ -69,6 +88,127 @@ pub enum ImageError {
     /// A blocking task panicked or was cancelled.
     #[error("import task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// A blob's bytes could not be fetched or did not match its digest.
+    #[error("failed to copy {digest}: {source}")]
+    Copy {
+        /// The blob.
+        digest: String,
+        /// The read error (a digest mismatch is `InvalidData`).
+        source: std::io::Error,
+    },
+}
+
+/// Why a pull failed; the message is the `ErrImagePull` message, worded
+/// like containerd's CRI plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// The reference could not be resolved to a manifest (not found,
+    /// unauthorized, registry unreachable...).
+    #[error("failed to pull and unpack image \"{name}\": failed to resolve reference \"{name}\": {source}")]
+    Resolve {
+        /// The normalised image name.
+        name: String,
+        /// Why.
+        #[source]
+        source: RegistryError,
+    },
+    /// A blob could not be fetched.
+    #[error("failed to pull and unpack image \"{name}\": failed to copy: {source}")]
+    Fetch {
+        /// The normalised image name.
+        name: String,
+        /// Why.
+        #[source]
+        source: RegistryError,
+    },
+    /// Storing or unpacking failed.
+    #[error("failed to pull and unpack image \"{name}\": {source}")]
+    Store {
+        /// The normalised image name.
+        name: String,
+        /// Why.
+        #[source]
+        source: ImageError,
+    },
+}
+
+/// A finished pull.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledImage {
+    /// The image, resolved.
+    pub image: Arc<ResolvedImage>,
+    /// Config plus layer sizes, as the registry serves them (the kubelet's
+    /// `Image size: N bytes`).
+    pub size: u64,
+    /// Bytes actually downloaded (0 when the local copy was current).
+    pub downloaded: u64,
+}
+
+/// Why a container's image is not ready: its waiting reason and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageNotReady {
+    /// `ErrImagePull`, `ImagePullBackOff`, `ErrImageNeverPull`,
+    /// `InvalidImageName`.
+    pub reason: &'static str,
+    /// The message shown in the container's waiting state.
+    pub message: String,
+}
+
+/// Decides and provides the image a container starts from (the kubelet's
+/// image manager: pull policy, credentials, back-off, events).
+#[async_trait]
+pub trait ImageManager: Send + Sync {
+    /// The image of `container` of `pod`, pulled first if its
+    /// `imagePullPolicy` asks for it.
+    async fn ensure_image(
+        &self,
+        pod: &Pod,
+        container: &Container,
+    ) -> Result<Arc<ResolvedImage>, ImageNotReady>;
+}
+
+/// The image manager of a node without registry access: images come only
+/// from archives (`DATA_DIR/images`, `skiff image import`).
+#[derive(Debug)]
+pub struct LocalImages {
+    store: Arc<ImageStore>,
+}
+
+impl LocalImages {
+    /// Local images of `store`.
+    pub fn new(store: Arc<ImageStore>) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait]
+impl ImageManager for LocalImages {
+    async fn ensure_image(
+        &self,
+        _pod: &Pod,
+        container: &Container,
+    ) -> Result<Arc<ResolvedImage>, ImageNotReady> {
+        let reference = container.image.clone().unwrap_or_default();
+        match self.store.resolve(&reference).await {
+            Ok(Some(image)) => Ok(image),
+            Ok(None) if container.image_pull_policy.as_deref() == Some("Never") => {
+                Err(ImageNotReady {
+                    reason: "ErrImageNeverPull",
+                    message: format!(
+                        "Container image \"{reference}\" is not present with pull policy of Never"
+                    ),
+                })
+            }
+            Ok(None) => Err(ImageNotReady {
+                reason: "ErrImagePull",
+                message: format!("image \"{reference}\" is not present and this node pulls from no registry; import it into DATA_DIR/images"),
+            }),
+            Err(error) => Err(ImageNotReady {
+                reason: "ErrImagePull",
+                message: error.to_string(),
+            }),
+        }
+    }
 }
 
 /// The parts of an image config that shape a container.
@@ -154,6 +294,8 @@ pub struct ResolvedImage {
     pub chain_id: String,
     /// Entrypoint, Cmd, Env...
     pub config: ImageConfig,
+    /// Config plus layer sizes (compressed, as stored).
+    pub size: u64,
 }
 
 /// Imports and resolves images in skiff's containerd namespace.
@@ -162,6 +304,8 @@ pub struct ImageStore {
     connection: Connection,
     scratch_dir: PathBuf,
     resolved: Mutex<HashMap<String, Arc<ResolvedImage>>>,
+    /// One lock per image name being pulled.
+    pulls: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl ImageStore {
@@ -171,6 +315,7 @@ impl ImageStore {
             connection,
             scratch_dir,
             resolved: Mutex::new(HashMap::new()),
+            pulls: Mutex::new(HashMap::new()),
         }
     }
 
@@ -340,18 +485,8 @@ impl ImageStore {
         blob: &Blob,
         labels: HashMap<String, String>,
     ) -> Result<(), ImageError> {
-        let info = InfoRequest {
-            digest: blob.digest.clone(),
-        };
-        match self
-            .connection
-            .content()
-            .info(self.connection.request(info))
-            .await
-        {
-            Ok(_) => return self.update_labels(&blob.digest, labels).await,
-            Err(status) if status.code() == Code::NotFound => {}
-            Err(status) => return Err(RpcError::call("content.Info")(status).into()),
+        if self.has_blob(&blob.digest).await? {
+            return self.update_labels(&blob.digest, labels).await;
         }
         let reader: Pin<Box<dyn AsyncRead + Send>> = match &blob.source {
             BlobSource::File(path) => Box::pin(tokio::fs::File::open(path).await.map_err(
@@ -362,12 +497,68 @@ impl ImageStore {
             )?),
             BlobSource::Bytes(bytes) => Box::pin(std::io::Cursor::new(bytes.clone())),
         };
-        let reference = format!("skiff-import-{}", blob.digest);
+        let source = blob.source.clone();
+        let digest = blob.digest.clone();
+        self.write_reader(
+            lease,
+            &blob.digest,
+            blob.size,
+            reader,
+            labels,
+            move |source_error| {
+                let path = match source {
+                    BlobSource::File(path) => path,
+                    BlobSource::Bytes(_) => PathBuf::from(digest),
+                };
+                ImageError::Io {
+                    path,
+                    source: source_error,
+                }
+            },
+        )
+        .await
+    }
+
+    /// Whether the content store has `digest`.
+    async fn has_blob(&self, digest: &str) -> Result<bool, ImageError> {
+        let info = InfoRequest {
+            digest: digest.to_string(),
+        };
+        match self
+            .connection
+            .content()
+            .info(self.connection.request(info))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(status) if status.code() == Code::NotFound => Ok(false),
+            Err(status) => Err(RpcError::call("content.Info")(status).into()),
+        }
+    }
+
+    /// Streams `reader` into the content store as blob `digest` of `size`
+    /// bytes, committing with `labels`. The bytes are hashed on the way:
+    /// anything but exactly `digest` is aborted, never committed.
+    async fn write_reader(
+        &self,
+        lease: &Lease,
+        digest: &str,
+        size: i64,
+        reader: Pin<Box<dyn AsyncRead + Send>>,
+        labels: HashMap<String, String>,
+        read_error: impl FnOnce(std::io::Error) -> ImageError,
+    ) -> Result<(), ImageError> {
+        // A reference unique to this write: two pulls of one layer never
+        // share (and lock) an ingest; the second commit is AlreadyExists.
+        let reference = format!(
+            "skiff-write-{digest}-{}",
+            WRITE_SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let base = WriteContentRequest {
             action: WriteAction::Write as i32,
             r#ref: reference.clone(),
-            total: blob.size,
-            expected: blob.digest.clone(),
+            total: size,
+            expected: digest.to_string(),
             offset: 0,
             data: Vec::new(),
             labels: HashMap::new(),
@@ -385,11 +576,7 @@ impl ImageStore {
         };
         if let Some(source) = failed_read {
             self.abort_write(&reference).await;
-            let path = match &blob.source {
-                BlobSource::File(path) => path.clone(),
-                BlobSource::Bytes(_) => PathBuf::from(&blob.digest),
-            };
-            return Err(ImageError::Io { path, source });
+            return Err(read_error(source));
         }
         match outcome {
             Ok(()) => Ok(()),
@@ -449,6 +636,227 @@ impl ImageStore {
             .await
             .map_err(RpcError::call("content.Update"))?;
         Ok(())
+    }
+
+    /// Pulls `reference` from its registry, authenticating with
+    /// `credentials` if the registry asks. Downloads nothing when the image
+    /// record already points at the digest the registry names.
+    pub async fn pull(
+        &self,
+        registry: &RegistryClient,
+        reference: &Reference,
+        credentials: Option<Credentials>,
+    ) -> Result<PulledImage, PullError> {
+        let span = info_span!("image_pull", image = %reference.name);
+        self.pull_inner(registry, reference, credentials)
+            .instrument(span)
+            .await
+    }
+
+    async fn pull_inner(
+        &self,
+        registry: &RegistryClient,
+        reference: &Reference,
+        credentials: Option<Credentials>,
+    ) -> Result<PulledImage, PullError> {
+        let lock = self.pull_lock(&reference.name);
+        let _one_at_a_time = lock.lock().await;
+        let name = reference.name.clone();
+        let store = |source: ImageError| PullError::Store {
+            name: name.clone(),
+            source,
+        };
+        let mut session = registry.session(reference, credentials);
+        let digest = session.head().await.map_err(|source| PullError::Resolve {
+            name: name.clone(),
+            source,
+        })?;
+        if let Some(digest) = &digest {
+            if let Some(current) = self.current(&name, digest).await.map_err(store)? {
+                info!(image = %name, %digest, "image up to date");
+                return Ok(PulledImage {
+                    size: current.size,
+                    image: current,
+                    downloaded: 0,
+                });
+            }
+        }
+        let remote =
+            session
+                .resolve(digest.as_deref())
+                .await
+                .map_err(|source| PullError::Resolve {
+                    name: name.clone(),
+                    source,
+                })?;
+        let lease = self
+            .connection
+            .create_lease("pull", IMPORT_LEASE_EXPIRY)
+            .await
+            .map_err(|e| store(e.into()))?;
+        let result = self
+            .store_remote(&name, &mut session, &remote, &lease)
+            .await;
+        let deleted = self.connection.delete_lease(lease).await;
+        let downloaded = result?;
+        deleted.map_err(|e| store(e.into()))?;
+        self.forget(&name);
+        let image = self
+            .resolve(&name)
+            .await
+            .map_err(store)?
+            .ok_or_else(|| store(ImageError::NoPlatform(name.clone())))?;
+        info!(image = %name, digest = %remote.target().digest, downloaded, "image pulled");
+        Ok(PulledImage {
+            size: image.size,
+            image,
+            downloaded,
+        })
+    }
+
+    fn pull_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        match self.pulls.lock() {
+            Ok(mut pulls) => pulls.entry(name.to_string()).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+
+    fn forget(&self, name: &str) {
+        if let Ok(mut resolved) = self.resolved.lock() {
+            resolved.remove(name);
+        }
+    }
+
+    /// The image `name`, if its record points at `digest` and it resolves.
+    async fn current(
+        &self,
+        name: &str,
+        digest: &str,
+    ) -> Result<Option<Arc<ResolvedImage>>, ImageError> {
+        let request = GetImageRequest {
+            name: name.to_string(),
+        };
+        let target = match self
+            .connection
+            .images()
+            .get(self.connection.request(request))
+            .await
+        {
+            Ok(response) => response.into_inner().image.and_then(|i| i.target),
+            Err(status) if status.code() == Code::NotFound => None,
+            Err(status) => return Err(RpcError::call("images.Get")(status).into()),
+        };
+        if target.is_none_or(|t| t.digest != digest) {
+            return Ok(None);
+        }
+        self.resolve(name).await
+    }
+
+    /// Fetches what the content store lacks and unpacks it; returns the
+    /// bytes downloaded.
+    async fn store_remote(
+        &self,
+        image_name: &str,
+        session: &mut super::registry::Session,
+        remote: &RemoteImage,
+        lease: &Lease,
+    ) -> Result<u64, PullError> {
+        let image_name = image_name.to_string();
+        let fetch = |source| PullError::Fetch {
+            name: image_name.clone(),
+            source,
+        };
+        let store = |source: ImageError| PullError::Store {
+            name: image_name.clone(),
+            source,
+        };
+        let mut downloaded = 0u64;
+        let config_bytes = if self.has_blob(&remote.config.digest).await.map_err(store)? {
+            self.read_blob(&remote.config.digest).await.map_err(store)?
+        } else {
+            let bytes = session.fetch_blob(&remote.config).await.map_err(fetch)?;
+            downloaded += bytes.len() as u64;
+            bytes.to_vec()
+        };
+        let config: ConfigDocument = serde_json::from_slice(&config_bytes).map_err(|source| {
+            store(ImageError::Json {
+                digest: remote.config.digest.clone(),
+                source,
+            })
+        })?;
+        let diff_ids = config.rootfs.diff_ids;
+        let top_chain = chain_ids(&diff_ids)
+            .last()
+            .cloned()
+            .ok_or_else(|| store(UnpackError::NoLayers.into()))?;
+        for layer in &remote.layers {
+            if self.has_blob(&layer.digest).await.map_err(store)? {
+                continue;
+            }
+            let reader = session.blob_reader(layer).await.map_err(fetch)?;
+            let digest = layer.digest.clone();
+            self.write_reader(
+                lease,
+                &layer.digest,
+                layer.size,
+                Box::pin(reader),
+                HashMap::new(),
+                move |source| ImageError::Copy { digest, source },
+            )
+            .await
+            .map_err(store)?;
+            downloaded += u64::try_from(layer.size).unwrap_or(0);
+        }
+        let config_labels = HashMap::from([(
+            format!("containerd.io/gc.ref.snapshot.{SNAPSHOTTER}"),
+            top_chain,
+        )]);
+        self.write_blob(
+            lease,
+            &bytes_blob(&remote.config, config_bytes),
+            config_labels,
+        )
+        .await
+        .map_err(store)?;
+        let mut manifest_labels = HashMap::from([(
+            "containerd.io/gc.ref.content.config".to_string(),
+            remote.config.digest.clone(),
+        )]);
+        for (index, layer) in remote.layers.iter().enumerate() {
+            manifest_labels.insert(
+                format!("containerd.io/gc.ref.content.l.{index}"),
+                layer.digest.clone(),
+            );
+        }
+        let manifest = &remote.manifest;
+        self.write_blob(
+            lease,
+            &bytes_blob(&manifest.descriptor(), manifest.bytes.to_vec()),
+            manifest_labels,
+        )
+        .await
+        .map_err(store)?;
+        if let Some(index) = &remote.index {
+            let labels = HashMap::from([(
+                "containerd.io/gc.ref.content.m.0".to_string(),
+                manifest.digest.clone(),
+            )]);
+            self.write_blob(
+                lease,
+                &bytes_blob(&index.descriptor(), index.bytes.to_vec()),
+                labels,
+            )
+            .await
+            .map_err(store)?;
+        }
+        let layers: Vec<Descriptor> = remote.layers.iter().map(remote_proto).collect();
+        unpack_layers(&self.connection, lease, &layers, &diff_ids)
+            .await
+            .map_err(|e| store(e.into()))?;
+        self.put_image_record(lease, &image_name, remote_proto(&remote.target()))
+            .await
+            .map_err(store)?;
+        Ok(downloaded)
     }
 
     /// Reads a whole blob from the content store.
@@ -524,12 +932,17 @@ impl ImageStore {
             self.connection.delete_lease(lease).await?;
             result?;
         }
+        let size = std::iter::once(&manifest.config)
+            .chain(&manifest.layers)
+            .map(|d| u64::try_from(d.size).unwrap_or(0))
+            .sum();
         let resolved = Arc::new(ResolvedImage {
             name: name.clone(),
             manifest_digest: manifest_descriptor.digest,
             config_digest: manifest.config.digest,
             chain_id,
             config: config_document.config.unwrap_or_default(),
+            size,
         });
         if let Ok(mut cache) = self.resolved.lock() {
             cache.insert(name, resolved.clone());
@@ -581,6 +994,24 @@ impl ImageStore {
     }
 }
 
+fn remote_proto(descriptor: &RemoteDescriptor) -> Descriptor {
+    Descriptor {
+        media_type: descriptor.media_type.clone(),
+        digest: descriptor.digest.clone(),
+        size: descriptor.size,
+        annotations: Default::default(),
+    }
+}
+
+fn bytes_blob(descriptor: &RemoteDescriptor, bytes: Vec<u8>) -> Blob {
+    Blob {
+        digest: descriptor.digest.clone(),
+        size: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+        media_type: descriptor.media_type.clone(),
+        source: BlobSource::Bytes(bytes),
+    }
+}
+
 fn descriptor(blob: &Blob) -> Descriptor {
     Descriptor {
         media_type: blob.media_type.clone(),
@@ -591,7 +1022,9 @@ fn descriptor(blob: &Blob) -> Descriptor {
 }
 
 /// Reads `reader` in [`WRITE_CHUNK`] pieces into content write requests
-/// (then the commit with `labels`); a read error ends the stream early.
+/// (then the commit with `labels`); a read error, or bytes whose size or
+/// sha256 differ from the request's `total` and `expected`, end the
+/// stream early without a commit.
 async fn produce_chunks(
     mut reader: Pin<Box<dyn AsyncRead + Send>>,
     base: WriteContentRequest,
@@ -600,6 +1033,7 @@ async fn produce_chunks(
 ) -> Result<(), std::io::Error> {
     use futures::SinkExt;
     let mut offset = 0i64;
+    let mut hasher = Sha256::new();
     loop {
         let mut data = vec![0u8; WRITE_CHUNK];
         let mut filled = 0;
@@ -610,6 +1044,18 @@ async fn produce_chunks(
             }
         }
         if filled == 0 {
+            let actual = format!("sha256:{}", super::archive::hex(&hasher.finalize()));
+            if (!base.expected.is_empty() && actual != base.expected)
+                || (base.total > 0 && offset != base.total)
+            {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "digest mismatch: expected {} ({} bytes), got {actual} ({offset} bytes)",
+                        base.expected, base.total
+                    ),
+                ));
+            }
             let commit = WriteContentRequest {
                 action: WriteAction::Commit as i32,
                 offset,
@@ -621,6 +1067,7 @@ async fn produce_chunks(
             return Ok(());
         }
         data.truncate(filled);
+        hasher.update(&data);
         let write = WriteContentRequest {
             offset,
             data,

@@ -8,6 +8,10 @@
 //! - [`archive`], [`images`], [`unpack`]: importing image archives (OCI layout
 //!   and `docker save`) through the content, images, leases, diff and
 //!   snapshots services — containerd 1.6 has no Transfer service.
+//! - [`registry`], [`keyring`]: pulling from registries (distribution API
+//!   v2, Basic and Bearer auth) with credentials from pull secrets; the
+//!   pull itself lands through the same content/unpack path
+//!   ([`ImageStore::pull`]), and an [`images::ImageManager`] decides when.
 //! - [`spec`]: the OCI runtime spec built from a Kubernetes container.
 //! - [`containers`], [`logs`]: one container's lifecycle (create, start, wait,
 //!   kill, delete) and its CRI-format log file.
@@ -19,8 +23,9 @@
 //! - [`build`]: single-layer images built offline from local files
 //!   (`skiff image build`); [`test_image`], the busybox image of the tests.
 //!
-//! This module talks to containerd only through `containerd-client` and to
-//! the network only through [`crate::cni`]; it never talks to the API server.
+//! This module talks to containerd only through `containerd-client`, to
+//! the network only through [`crate::cni`] and to registries; it never
+//! talks to the API server.
 
 pub mod archive;
 pub mod build;
@@ -29,9 +34,11 @@ pub mod containers;
 pub mod daemon;
 pub mod exec;
 pub mod images;
+pub mod keyring;
 pub mod logs;
 pub mod pod_runtime;
 pub mod reference;
+pub mod registry;
 pub mod runtime;
 pub mod spec;
 pub mod status;

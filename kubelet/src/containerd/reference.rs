@@ -55,6 +55,76 @@ pub fn normalize_image_name(name: &str) -> Option<String> {
     Some(full)
 }
 
+/// A normalised reference split into the parts a registry pull needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// The normalised name (`docker.io/library/busybox:1.36`): the image
+    /// record's name and the name in pull messages.
+    pub name: String,
+    /// The registry as written (`docker.io`, `127.0.0.1:5000`).
+    pub domain: String,
+    /// The repository inside the registry (`library/busybox`).
+    pub repository: String,
+    /// The tag, if any.
+    pub tag: Option<String>,
+    /// The digest, if any (`sha256:...`); it wins over the tag.
+    pub digest: Option<String>,
+}
+
+impl Reference {
+    /// Parses and normalises an image reference as Kubernetes does;
+    /// `None` when it is malformed.
+    pub fn parse(image: &str) -> Option<Self> {
+        let name = normalize_image_name(image)?;
+        let (domain, rest) = name.split_once('/')?;
+        let (remote, digest) = match rest.split_once('@') {
+            Some((remote, digest)) => (remote, Some(digest.to_string())),
+            None => (rest, None),
+        };
+        let (repository, tag) = match remote.rsplit_once('/') {
+            Some((dirs, last)) => match last.split_once(':') {
+                Some((base, tag)) => (format!("{dirs}/{base}"), Some(tag.to_string())),
+                None => (remote.to_string(), None),
+            },
+            None => match remote.split_once(':') {
+                Some((base, tag)) => (base.to_string(), Some(tag.to_string())),
+                None => (remote.to_string(), None),
+            },
+        };
+        Some(Self {
+            domain: domain.to_string(),
+            repository,
+            tag,
+            digest,
+            name,
+        })
+    }
+
+    /// The host to talk to: Docker Hub's API lives on `registry-1.docker.io`.
+    pub fn registry_host(&self) -> &str {
+        if self.domain == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            &self.domain
+        }
+    }
+
+    /// What `/v2/<repository>/manifests/<object>` asks for: the digest,
+    /// else the tag.
+    pub fn object(&self) -> &str {
+        self.digest
+            .as_deref()
+            .or(self.tag.as_deref())
+            .unwrap_or("latest")
+    }
+
+    /// The repository without its tag or digest (`docker.io/library/busybox`),
+    /// what credentials are matched against.
+    pub fn repository_name(&self) -> String {
+        format!("{}/{}", self.domain, self.repository)
+    }
+}
+
 /// A repository path component: lowercase letters and digits, separated
 /// by `.`, `_`, `__` or `-` (the distribution reference grammar).
 fn valid_path_component(c: &str) -> bool {
@@ -116,6 +186,23 @@ mod tests {
             normalize_image_name(&format!("busybox@{digest}")),
             Some(format!("docker.io/library/busybox@{digest}"))
         );
+    }
+
+    #[test]
+    fn a_reference_splits_into_registry_repository_tag_and_digest() {
+        let reference = Reference::parse("127.0.0.1:5000/team/app:1").expect("parse");
+        assert_eq!(reference.domain, "127.0.0.1:5000");
+        assert_eq!(reference.registry_host(), "127.0.0.1:5000");
+        assert_eq!(reference.repository, "team/app");
+        assert_eq!(reference.object(), "1");
+        let hub = Reference::parse("busybox").expect("parse");
+        assert_eq!(hub.registry_host(), "registry-1.docker.io");
+        assert_eq!(hub.repository, "library/busybox");
+        assert_eq!(hub.object(), "latest");
+        let digest = format!("sha256:{}", "b".repeat(64));
+        let pinned = Reference::parse(&format!("reg.io/app:2@{digest}")).expect("parse");
+        assert_eq!(pinned.object(), digest);
+        assert_eq!(pinned.repository_name(), "reg.io/app");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! Starting a pod: network sandbox (netns + CNI, giving the pod IP) →
 //! `/etc/hosts` and `/etc/resolv.conf` for the pod (see [`dns`]) → for each container:
-//! image present per `imagePullPolicy` → spec → container + snapshot →
+//! image from the [`ImageManager`] (pulled per `imagePullPolicy`) → spec → container + snapshot →
 //! task with CRI log FIFOs → start. Every containerd object carries the pod
 //! UID and container name as labels, so `start_pod` after an agent restart
 //! re-adopts running containers instead of starting duplicates.
@@ -25,7 +25,7 @@ use tracing::{info, info_span, Instrument};
 
 use super::connection::{Connection, RpcError};
 use super::containers::{self, ContainerError, CreateContainer, TaskState};
-use super::images::{ImageError, ImageStore, ResolvedImage};
+use super::images::{ImageError, ImageManager, ImageStore, LocalImages, ResolvedImage};
 use super::labels;
 use super::logs::FifoPair;
 use super::pod_runtime::{
@@ -126,6 +126,7 @@ impl ContainerdRuntimeConfig {
 pub struct ContainerdRuntime {
     connection: Connection,
     images: Arc<ImageStore>,
+    image_manager: Arc<dyn ImageManager>,
     network: Arc<dyn PodNetwork>,
     config: ContainerdRuntimeConfig,
     version: String,
@@ -151,6 +152,7 @@ struct Sandbox {
 
 /// Identity of a pod, taken from its metadata.
 struct PodRef<'a> {
+    pod: &'a Pod,
     uid: &'a str,
     name: &'a str,
     namespace: &'a str,
@@ -165,6 +167,7 @@ fn pod_ref(pod: &Pod) -> Result<PodRef<'_>, ContainerdRuntimeError> {
         .filter(|uid| !uid.is_empty())
         .ok_or_else(|| ContainerdRuntimeError::MissingUid(name.to_string()))?;
     Ok(PodRef {
+        pod,
         uid,
         name,
         namespace: pod.metadata.namespace.as_deref().unwrap_or("default"),
@@ -190,6 +193,7 @@ impl ContainerdRuntime {
         let (exits, _) = broadcast::channel(EXIT_EVENTS_CAPACITY);
         Ok(Self {
             connection,
+            image_manager: Arc::new(LocalImages::new(images.clone())),
             images,
             network,
             config,
@@ -197,6 +201,13 @@ impl ContainerdRuntime {
             exits,
             copiers: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Hands image decisions (pull policy, registry pulls) to `manager`
+    /// instead of using local images only.
+    pub fn with_image_manager(mut self, manager: Arc<dyn ImageManager>) -> Self {
+        self.image_manager = manager;
+        self
     }
 
     /// The image store.
@@ -256,30 +267,13 @@ impl ContainerdRuntime {
 
     async fn ensure_image(
         &self,
+        pod: &PodRef<'_>,
         container: &Container,
     ) -> Result<Arc<ResolvedImage>, ContainerStatus> {
-        let reference = container.image.clone().unwrap_or_default();
-        let policy = container.image_pull_policy.clone().unwrap_or_else(|| {
-            if reference.ends_with(":latest") || !reference.contains(':') {
-                "Always".to_string()
-            } else {
-                "IfNotPresent".to_string()
-            }
-        });
-        match self.images.resolve(&reference).await {
-            Ok(Some(image)) => Ok(image),
-            Ok(None) if policy == "Never" => Err(waiting(
-                container,
-                "ErrImageNeverPull",
-                format!("Container image \"{reference}\" is not present with pull policy of Never"),
-            )),
-            Ok(None) => Err(waiting(
-                container,
-                "ErrImagePull",
-                format!("image \"{reference}\" is not present and pulling from registries is not supported yet; import it into DATA_DIR/images"),
-            )),
-            Err(error) => Err(waiting(container, "ErrImagePull", error.to_string())),
-        }
+        self.image_manager
+            .ensure_image(pod.pod, container)
+            .await
+            .map_err(|not_ready| waiting(container, not_ready.reason, not_ready.message))
     }
 
     async fn start_container(
@@ -291,7 +285,7 @@ impl ContainerdRuntime {
         last: Option<&LastExit>,
     ) -> Result<ContainerStatus, ContainerdRuntimeError> {
         let (network, etc, lease) = (&sandbox.network, &sandbox.etc, &sandbox.lease);
-        let image = match self.ensure_image(container).await {
+        let image = match self.ensure_image(pod, container).await {
             Ok(image) => image,
             Err(mut status) => {
                 status.restart_count = restart_count;
@@ -658,6 +652,7 @@ impl PodRuntime for ContainerdRuntime {
 
     fn log_path(&self, pod: &Pod, container: &str, restart_count: i32) -> PathBuf {
         let pod_ref = PodRef {
+            pod,
             uid: pod.metadata.uid.as_deref().unwrap_or_default(),
             name: pod.metadata.name.as_deref().unwrap_or_default(),
             namespace: pod.metadata.namespace.as_deref().unwrap_or("default"),
