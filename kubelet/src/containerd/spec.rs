@@ -236,6 +236,7 @@ pub struct SpecBuilder<'a> {
     cgroups_path: Option<String>,
     cgroup_version: CgroupVersion,
     extra_env: Vec<(String, String)>,
+    volume_mounts: Vec<Value>,
 }
 
 impl<'a> SpecBuilder<'a> {
@@ -251,6 +252,7 @@ impl<'a> SpecBuilder<'a> {
             cgroups_path: None,
             cgroup_version: CgroupVersion::V2,
             extra_env: Vec::new(),
+            volume_mounts: Vec::new(),
         }
     }
 
@@ -285,9 +287,19 @@ impl<'a> SpecBuilder<'a> {
         self
     }
 
-    /// Environment resolved from `valueFrom` (downward API, config maps).
+    /// The container's env resolved by [`super::volumes::env::resolve`]
+    /// (`envFrom`, then `env` with `valueFrom`), in order: applied after
+    /// the image's env and the plain values, a later name wins.
     pub fn extra_env(mut self, env: Vec<(String, String)>) -> Self {
         self.extra_env = env;
+        self
+    }
+
+    /// The container's volume mounts (OCI mounts, parents first); a
+    /// volume mounted at `/etc/hosts` or `/etc/resolv.conf` replaces the
+    /// pod's file.
+    pub fn volume_mounts(mut self, mounts: Vec<Value>) -> Self {
+        self.volume_mounts = mounts;
         self
     }
 
@@ -408,14 +420,20 @@ impl<'a> SpecBuilder<'a> {
             json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
                    "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
         ];
-        if let Some(hosts) = &self.etc_hosts {
+        let mounted = |path: &str| self.volume_mounts.iter().any(|m| m["destination"] == path);
+        if let Some(hosts) = self.etc_hosts.as_ref().filter(|_| !mounted("/etc/hosts")) {
             mounts.push(json!({"destination": "/etc/hosts", "type": "bind",
                                "source": hosts, "options": ["rbind", "rprivate", "rw"]}));
         }
-        if let Some(resolv) = &self.resolv_conf {
+        if let Some(resolv) = self
+            .resolv_conf
+            .as_ref()
+            .filter(|_| !mounted("/etc/resolv.conf"))
+        {
             mounts.push(json!({"destination": "/etc/resolv.conf", "type": "bind",
                                "source": resolv, "options": ["rbind", "rprivate", "rw"]}));
         }
+        mounts.extend(self.volume_mounts.iter().cloned());
         mounts
     }
 }
