@@ -18,6 +18,7 @@ mod events;
 mod images;
 pub mod node;
 mod pods;
+mod pod_api;
 mod preflight;
 pub mod probe;
 pub mod status;
@@ -242,6 +243,17 @@ impl Agent {
         }
         let cni = CniConfig::new(&config.data_dir, &config.bridge, &config.pod_cidr);
         let network: Arc<dyn PodNetwork> = Arc::new(CniNetwork::new(cni));
+        let machine = node::Machine::measure(&config.data_dir);
+        let allocatable = (
+            machine
+                .cpus
+                .saturating_mul(1000)
+                .saturating_sub(config.reserved_cpu_millis) as f64
+                / 1000.0,
+            machine
+                .memory_total
+                .saturating_sub(config.reserved_memory_bytes) as f64,
+        );
         let runtime = Arc::new(
             ContainerdRuntime::new(
                 connection,
@@ -250,6 +262,12 @@ impl Agent {
                 ContainerdRuntimeConfig {
                     cluster_dns: config.cluster_dns.clone(),
                     cluster_domain: config.cluster_domain.clone(),
+                    api: Some(Arc::new(pod_api::ClientPodApi::new(
+                        client.clone(),
+                        &config.node_name,
+                    ))),
+                    node_ip: Some(config.host_ip.clone()),
+                    allocatable,
                     ..ContainerdRuntimeConfig::new(&config.data_dir)
                 },
             )

@@ -422,6 +422,12 @@ impl<R: PodRuntime> Worker<R> {
                         .restart_container(pod, &status.name)
                         .await
                         .map_err(runtime_error)?;
+                    // No new instance (config error, missing image): retried
+                    // through `start_pod` like a container never created.
+                    if waiting_reason(status).is_some_and(|r| NOT_CREATED.contains(&r)) {
+                        self.not_created.insert(status.name.clone(), status.clone());
+                        *wake = min_wake(*wake, IMAGE_RETRY);
+                    }
                     info!(container = %status.name, restart_count = status.restart_count, "container restarted");
                 }
             }
