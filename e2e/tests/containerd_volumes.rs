@@ -178,6 +178,8 @@ spec:
       echo PROJECTED_TOKEN=$(test -e /all/token && echo present || echo absent)
       echo RO=$( (echo x > /cfg/x) 2>/dev/null && echo writable || echo read-only)
       echo SCRATCH_FS=$(grep ' /scratch ' /proc/mounts | cut -d' ' -f3)
+      echo SECRET_FS=$(grep ' /creds ' /proc/mounts | cut -d' ' -f3)
+      echo CONFIG_FS=$(grep ' /cfg ' /proc/mounts | cut -d' ' -f3)
       echo from-app > /host/written
       echo HOST=$(cat /host/written)
       echo COLOR_ENV=$COLOR
@@ -238,6 +240,9 @@ spec:
     expect("PROJECTED_TOKEN", "absent");
     // emptyDir medium Memory is a tmpfs; hostPath is the host's dir.
     expect("SCRATCH_FS", "tmpfs");
+    // Secrets live on a tmpfs, never on the node's disk; configMaps on disk.
+    expect("SECRET_FS", "tmpfs");
+    assert_ne!(logged(&logs, "CONFIG_FS"), Some("tmpfs"), "{logs}");
     expect("HOST", "from-app");
     assert_eq!(
         std::fs::read_to_string(host_dir.join("written"))?,
@@ -299,7 +304,7 @@ spec:
     env:
     - name: PASSWORD
       valueFrom: {{secretKeyRef: {{name: late-secret, key: password}}}}
-    command: ["sh", "-c", "echo SEEN=$(cat /cfg/key)/$PASSWORD; echo done; sleep 3600"]
+    command: ["sh", "-c", "while true; do echo SEEN=$(cat /cfg/key)/$PASSWORD; sleep 1; done"]
     volumeMounts: [{{name: cfg, mountPath: /cfg}}]
 ---
 apiVersion: v1
@@ -346,8 +351,15 @@ spec:
         "apiVersion: v1\nkind: Secret\nmetadata: {name: late-secret}\ndata: {password: czNjcjN0}\n",
     )?;
     env.wait_running("needs-config", Duration::from_secs(30))?;
-    let logs = logs_with(&env, "needs-config", "app", "\ndone")?;
-    assert_eq!(logged(&logs, "SEEN"), Some("arrived/s3cr3t"), "{logs}");
+    logs_with(&env, "needs-config", "app", "SEEN=arrived/s3cr3t")?;
+
+    // A running pod sees its ConfigMap's update (the `..data` swap).
+    let updated = std::time::Instant::now();
+    env.apply(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late}\ndata: {key: updated}\n",
+    )?;
+    logs_with(&env, "needs-config", "app", "SEEN=updated/s3cr3t")?;
+    eprintln!("configMap update seen in the container after {:?}", updated.elapsed());
     Ok(())
 }
 
@@ -390,5 +402,32 @@ spec:
     assert_eq!(last.exit_code, 137);
     let logs = env.kubectl(&["logs", "hog", "--previous"])?;
     assert!(logs.contains("started"), "{logs}");
+
+    // Without restarts, the container's own state says OOMKilled.
+    env.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: hog-once
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: Never
+    resources:
+      limits: {{memory: 32Mi}}
+    command: ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]
+"#
+    ))?;
+    let pod = wait_for("hog-once to fail", Duration::from_secs(60), || {
+        let pod = env.pod("hog-once")?;
+        Ok((phase(&pod) == "Failed").then_some(pod))
+    })?;
+    let terminated = status(&pod)
+        .and_then(|s| s.state.clone()?.terminated)
+        .context("terminated state")?;
+    assert_eq!(terminated.reason.as_deref(), Some("OOMKilled"), "{terminated:?}");
+    assert_eq!(terminated.exit_code, 137);
     Ok(())
 }

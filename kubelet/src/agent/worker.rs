@@ -45,6 +45,11 @@ use crate::containerd::pod_runtime::{ExecOutcome, PodRuntime};
 
 /// How often a container waiting for its image tries again.
 pub(crate) const IMAGE_RETRY: Duration = Duration::from_secs(2);
+/// How often the configMap, secret, downwardAPI and projected volumes of
+/// a running pod are re-projected, so its containers see updated objects
+/// (Kubernetes: the kubelet's 1 min sync period plus its cache TTL; one GET
+/// per object per period here).
+pub(crate) const VOLUME_RESYNC: Duration = Duration::from_secs(15);
 /// How long a failed sync waits before the next attempt.
 const SYNC_RETRY: Duration = Duration::from_secs(2);
 /// Kubernetes' default `terminationGracePeriodSeconds`.
@@ -102,6 +107,8 @@ pub(crate) struct Worker<R: PodRuntime> {
     events: Option<PodEvents>,
     /// Every init container completed, as the last `start_pod` saw.
     initialized: bool,
+    /// When the pod's API-data volumes were last re-projected.
+    volumes_synced: Instant,
 }
 
 /// App or init containers (they restart differently).
@@ -174,6 +181,19 @@ fn grace_period(pod: &Pod) -> Duration {
     Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
 }
 
+/// Whether the pod has volumes whose content comes from the API.
+fn has_api_volumes(pod: &Pod) -> bool {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .any(|v| {
+            v.config_map.is_some()
+                || v.secret.is_some()
+                || v.downward_api.is_some()
+                || v.projected.is_some()
+        })
+}
+
 fn min_wake(current: Option<Duration>, other: Duration) -> Option<Duration> {
     Some(current.map_or(other, |c| c.min(other)))
 }
@@ -232,6 +252,7 @@ impl<R: PodRuntime> Worker<R> {
             probes,
             events,
             initialized: false,
+            volumes_synced: Instant::now(),
         }
     }
 
@@ -324,6 +345,18 @@ impl<R: PodRuntime> Worker<R> {
             self.probes.sync(pod, &statuses, self.pod_ip.as_deref());
         }
         let mut wake = (!self.not_created.is_empty()).then_some(IMAGE_RETRY);
+        if has_api_volumes(pod) {
+            let due = self.volumes_synced + VOLUME_RESYNC;
+            if Instant::now() >= due {
+                self.runtime
+                    .refresh_volumes(pod)
+                    .await
+                    .map_err(runtime_error)?;
+                self.volumes_synced = Instant::now();
+            }
+            let left = (self.volumes_synced + VOLUME_RESYNC).saturating_duration_since(Instant::now());
+            wake = min_wake(wake, left);
+        }
         if self.initialized {
             self.restart_exited(pod, &mut statuses, Kind::App, &mut wake)
                 .await?;

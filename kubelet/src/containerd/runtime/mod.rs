@@ -829,6 +829,19 @@ impl PodRuntime for ContainerdRuntime {
         self.exec_inner(pod, container, command, timeout).await
     }
 
+    async fn refresh_volumes(&self, pod: &Pod) -> Result<(), Self::Error> {
+        let pod_ref = pod_ref(pod)?;
+        let dir = self.pod_dir(pod_ref.uid);
+        if !tokio::fs::try_exists(&dir).await.unwrap_or(false) {
+            return Ok(());
+        }
+        let facts = self.node_facts(None);
+        if let Err(error) = volumes::setup(pod, &dir, self.config.api.as_deref(), &facts).await {
+            info!(pod = pod_ref.name, %error, "volumes not refreshed; keeping their files");
+        }
+        Ok(())
+    }
+
     async fn kill_container(
         &self,
         pod: &Pod,

@@ -8,7 +8,8 @@
 //!   container has one), shared by the pod's containers;
 //! - `configMap`, `secret`, `downwardAPI`, `projected`: files written by
 //!   [`atomic`] (the `..data` symlink swap) from [`projection`], re-written
-//!   on each pod sync and always mounted read-only;
+//!   on each pod sync and always mounted read-only; as in Kubernetes, all
+//!   but `configMap` live on a tmpfs, so secrets never reach the disk;
 //! - `hostPath`: the host's path after the [`host_path`] type checks.
 //!
 //! [`setup`] runs before the init containers, [`container_mounts`] turns a
@@ -188,7 +189,11 @@ pub fn volume_dir(pod_dir: &Path, plugin: &str, name: &str) -> PathBuf {
 /// What to write for each API-data volume, computed before the blocking
 /// file work.
 enum Planned {
-    Files(PathBuf, Payload),
+    Files {
+        dir: PathBuf,
+        payload: Payload,
+        tmpfs: bool,
+    },
     EmptyDir {
         dir: PathBuf,
         tmpfs_size: Option<Option<u64>>,
@@ -260,10 +265,11 @@ async fn plan(
             mode(cm.default_mode),
             cm.optional.unwrap_or(false),
         )?;
-        return Ok(Planned::Files(
-            volume_dir(pod_dir, "configmap", name),
+        return Ok(Planned::Files {
+            dir: volume_dir(pod_dir, "configmap", name),
             payload,
-        ));
+            tmpfs: false,
+        });
     }
     if let Some(secret) = &volume.secret {
         let secret_name = secret.secret_name.clone().unwrap_or_default();
@@ -276,7 +282,11 @@ async fn plan(
             mode(secret.default_mode),
             secret.optional.unwrap_or(false),
         )?;
-        return Ok(Planned::Files(volume_dir(pod_dir, "secret", name), payload));
+        return Ok(Planned::Files {
+            dir: volume_dir(pod_dir, "secret", name),
+            payload,
+            tmpfs: true,
+        });
     }
     if let Some(downward) = &volume.downward_api {
         let payload = projection::downward_payload(
@@ -285,10 +295,11 @@ async fn plan(
             mode(downward.default_mode),
             facts,
         )?;
-        return Ok(Planned::Files(
-            volume_dir(pod_dir, "downward-api", name),
+        return Ok(Planned::Files {
+            dir: volume_dir(pod_dir, "downward-api", name),
             payload,
-        ));
+            tmpfs: true,
+        });
     }
     if let Some(projected) = &volume.projected {
         let default_mode = mode(projected.default_mode);
@@ -339,10 +350,11 @@ async fn plan(
                 ));
             }
         }
-        return Ok(Planned::Files(
-            volume_dir(pod_dir, "projected", name),
+        return Ok(Planned::Files {
+            dir: volume_dir(pod_dir, "projected", name),
             payload,
-        ));
+            tmpfs: true,
+        });
     }
     let what = if volume.persistent_volume_claim.is_some() {
         "persistentVolumeClaim"
@@ -375,27 +387,34 @@ fn is_mount_point(dir: &Path) -> bool {
     }
 }
 
+/// Creates `dir` and mounts a tmpfs there unless one already is.
+fn mount_tmpfs(dir: &Path, mode: u32, size: Option<u64>) -> Result<(), VolumeError> {
+    std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+    if is_mount_point(dir) {
+        return Ok(());
+    }
+    let mut options = format!("mode={mode:04o}");
+    if let Some(bytes) = size.filter(|b| *b > 0) {
+        options.push_str(&format!(",size={bytes}"));
+    }
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        Some(options.as_str()),
+    )
+    .map_err(|source| VolumeError::Mount {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
 fn make_empty_dir(dir: &Path, tmpfs_size: Option<Option<u64>>) -> Result<(), VolumeError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).map_err(io_at(dir))?;
-    if let Some(size) = tmpfs_size {
-        if !is_mount_point(dir) {
-            let mut options = "mode=0777".to_string();
-            if let Some(bytes) = size.filter(|b| *b > 0) {
-                options.push_str(&format!(",size={bytes}"));
-            }
-            nix::mount::mount(
-                Some("tmpfs"),
-                dir,
-                Some("tmpfs"),
-                nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
-                Some(options.as_str()),
-            )
-            .map_err(|source| VolumeError::Mount {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
+    match tmpfs_size {
+        Some(size) => mount_tmpfs(dir, 0o777, size)?,
+        None => std::fs::create_dir_all(dir).map_err(io_at(dir))?,
     }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).map_err(io_at(dir))
 }
@@ -437,7 +456,14 @@ pub async fn setup(
                         read_only: false,
                     }
                 }
-                Planned::Files(dir, payload) => {
+                Planned::Files {
+                    dir,
+                    payload,
+                    tmpfs,
+                } => {
+                    if tmpfs {
+                        mount_tmpfs(&dir, 0o755, None)?;
+                    }
                     atomic::write(&dir, &payload).map_err(io_at(&dir))?;
                     PreparedVolume {
                         host_path: dir,
@@ -459,8 +485,17 @@ pub async fn setup(
 
 /// Unmounts the pod's tmpfs volumes, so its dir can be removed. Blocking.
 pub fn teardown(pod_dir: &Path) -> Result<(), VolumeError> {
-    let empty_dirs = pod_dir.join("volumes").join("kubernetes.io~empty-dir");
-    for entry in std::fs::read_dir(&empty_dirs).into_iter().flatten().flatten() {
+    let plugins = std::fs::read_dir(pod_dir.join("volumes"))
+        .into_iter()
+        .flatten()
+        .flatten();
+    let volumes = plugins.flat_map(|plugin| {
+        std::fs::read_dir(plugin.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+    });
+    for entry in volumes {
         let dir = entry.path();
         if is_mount_point(&dir) {
             nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH).map_err(|source| {
