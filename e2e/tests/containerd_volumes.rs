@@ -158,6 +158,8 @@ spec:
       valueFrom: {{resourceFieldRef: {{resource: limits.memory, divisor: 1Mi}}}}
     - name: CPU_REQUEST_M
       valueFrom: {{resourceFieldRef: {{resource: requests.cpu, divisor: 1m}}}}
+    - name: URL
+      value: "http://$(POD_NAME):8080/$(UNDEFINED)"
     - name: OPTIONAL_MISSING
       valueFrom: {{configMapKeyRef: {{name: app-config, key: nope, optional: true}}}}
     command:
@@ -191,6 +193,7 @@ spec:
       echo TIER=$TIER
       echo MEM_LIMIT_MI=$MEM_LIMIT_MI
       echo CPU_REQUEST_M=$CPU_REQUEST_M
+      echo URL=$URL
       echo OPTIONAL_MISSING=${{OPTIONAL_MISSING-unset}}
       echo CGROUP_MEMORY_LIMIT=$(cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes)
       echo done
@@ -259,6 +262,7 @@ spec:
     expect("MEM_LIMIT_MI", "48");
     expect("CPU_REQUEST_M", "250");
     expect("OPTIONAL_MISSING", "unset");
+    expect("URL", "http://vol:8080/$(UNDEFINED)");
     // The memory limit is in the container's cgroup.
     expect("CGROUP_MEMORY_LIMIT", &(48 * 1024 * 1024).to_string());
     // The skipped token source is explained by an event.

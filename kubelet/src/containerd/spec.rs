@@ -306,7 +306,7 @@ impl<'a> SpecBuilder<'a> {
     /// The spec as JSON, ready for containerd's containers service.
     pub fn build(self) -> Result<Value, SpecError> {
         let container = self.container;
-        let args = process_args(container, self.image)?;
+        let args = process_args(&self.expanded_command(), self.image)?;
         let env = environment(container, self.image, &self.extra_env);
         let cwd = container
             .working_dir
@@ -375,6 +375,26 @@ impl<'a> SpecBuilder<'a> {
             "mounts": self.mounts(),
             "linux": linux,
         }))
+    }
+
+    /// The container with `$(VAR)` in its `command` and `args` expanded
+    /// from its env, as Kubernetes does (the image's are left alone).
+    fn expanded_command(&self) -> Container {
+        let lookup = super::volumes::env::lookup_in(&self.extra_env);
+        let expand = |items: &Option<Vec<String>>| {
+            items.as_ref().map(|items| {
+                items
+                    .iter()
+                    .map(|item| super::volumes::env::expand(item, &lookup))
+                    .collect()
+            })
+        };
+        Container {
+            name: self.container.name.clone(),
+            command: expand(&self.container.command),
+            args: expand(&self.container.args),
+            ..Default::default()
+        }
     }
 
     fn user(&self) -> Result<(u32, u32), SpecError> {
@@ -606,6 +626,23 @@ mod tests {
             .expect("array");
         assert!(caps.contains(&json!("CAP_NET_BIND_SERVICE")));
         assert!(!caps.contains(&json!("CAP_SYS_ADMIN")));
+    }
+
+    #[test]
+    fn command_and_args_expand_the_container_env() {
+        let c = container(Some(&["echo", "$(GREETING)"]), Some(&["$(NAME)", "$$(NAME)"]));
+        let img = ImageConfig::default();
+        let spec = SpecBuilder::new(&c, &img)
+            .extra_env(vec![
+                ("GREETING".to_string(), "hi".to_string()),
+                ("NAME".to_string(), "web".to_string()),
+            ])
+            .build()
+            .expect("spec");
+        assert_eq!(
+            spec["process"]["args"],
+            json!(["echo", "hi", "web", "$(NAME)"])
+        );
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //! `valueFrom` (fieldRef, resourceFieldRef, configMapKeyRef, secretKeyRef).
 //! A later definition of a name wins, as in Kubernetes.
 //!
+//! Values and `command`/`args` expand `$(NAME)` references as Kubernetes
+//! does ([`expand`]): a name defined earlier is replaced, `$$(NAME)` stays
+//! literal `$(NAME)`, anything else is kept as written.
+//!
 //! A missing object or key fails with Kubernetes' message (the container
 //! then waits `CreateContainerConfigError`), unless the reference is
 //! `optional`, in which case the variable is left out.
@@ -75,6 +79,55 @@ fn key_missing(kind: SourceKind, namespace: &str, name: &str, key: &str) -> Volu
     ))
 }
 
+/// Kubernetes' `$(VAR)` expansion: `$(NAME)` becomes `lookup(NAME)` when
+/// defined and stays as written otherwise; `$$` is an escaped `$`.
+pub fn expand(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('(') {
+            match body.find(')') {
+                Some(end) => {
+                    let name = &body[..end];
+                    match lookup(name) {
+                        Some(value) => out.push_str(&value),
+                        None => {
+                            out.push_str("$(");
+                            out.push_str(name);
+                            out.push(')');
+                        }
+                    }
+                    rest = &body[end + 1..];
+                }
+                None => {
+                    out.push_str("$(");
+                    rest = body;
+                }
+            }
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A lookup over resolved variables (the last definition of a name wins).
+pub fn lookup_in(env: &[(String, String)]) -> impl Fn(&str) -> Option<String> + '_ {
+    move |name: &str| {
+        env.iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
 /// The container's variables, in definition order (later ones override).
 pub async fn resolve(
     pod: &Pod,
@@ -114,7 +167,8 @@ pub async fn resolve(
     }
     for var in container.env.iter().flatten() {
         let Some(from) = &var.value_from else {
-            env.push((var.name.clone(), var.value.clone().unwrap_or_default()));
+            let value = expand(var.value.as_deref().unwrap_or(""), &lookup_in(&env));
+            env.push((var.name.clone(), value));
             continue;
         };
         let keyed = match (&from.config_map_key_ref, &from.secret_key_ref) {
@@ -308,6 +362,45 @@ mod tests {
         assert_eq!(final_value("PASSWORD").as_deref(), Some("hunter2"));
         assert_eq!(final_value("POD").as_deref(), Some("p"));
         assert_eq!(*api.reads.lock().expect("lock"), 1, "cfg read once");
+    }
+
+    #[test]
+    fn references_expand_escapes_stay_literal_and_unknown_names_are_kept() {
+        let env = vec![
+            ("A".to_string(), "1".to_string()),
+            ("B".to_string(), "two".to_string()),
+        ];
+        let lookup = lookup_in(&env);
+        assert_eq!(expand("$(A)-$(B)", &lookup), "1-two");
+        assert_eq!(expand("$$(A)", &lookup), "$(A)");
+        assert_eq!(expand("$(NOPE)", &lookup), "$(NOPE)");
+        assert_eq!(expand("cost: $5 $", &lookup), "cost: $5 $");
+        assert_eq!(expand("$(A", &lookup), "$(A");
+    }
+
+    #[tokio::test]
+    async fn a_value_expands_variables_defined_before_it() {
+        let api = fake();
+        let plain = |name: &str, value: &str| EnvVar {
+            name: name.to_string(),
+            value: Some(value.to_string()),
+            ..Default::default()
+        };
+        let container = Container {
+            name: "c".to_string(),
+            env: Some(vec![
+                plain("EARLY", "$(COLOR)"),
+                var("COLOR", cm_key("cfg", "color", None)),
+                plain("URL", "http://$(COLOR):80"),
+            ]),
+            ..Default::default()
+        };
+        let env = resolve(&pod(), &container, Some(&api), &NodeFacts::default())
+            .await
+            .expect("env");
+        let lookup = lookup_in(&env);
+        assert_eq!(lookup("EARLY").as_deref(), Some("$(COLOR)"));
+        assert_eq!(lookup("URL").as_deref(), Some("http://blue:80"));
     }
 
     #[tokio::test]
