@@ -270,13 +270,16 @@ spec:
     assert!(
         events
             .iter()
-            .any(|(reason, message)| reason == "FailedMount" && message.contains("serviceAccountToken")),
+            .any(|(reason, message)| reason == "FailedMount"
+                && message.contains("serviceAccountToken")),
         "{events:?}"
     );
 
     // Deleting the pod removes its emptyDir volumes and unmounts the tmpfs.
     let pod_dir = env.node.data_dir.join("pods").join(&uid);
-    assert!(pod_dir.join("volumes/kubernetes.io~empty-dir/shared/greeting").exists());
+    assert!(pod_dir
+        .join("volumes/kubernetes.io~empty-dir/shared/greeting")
+        .exists());
     assert!(tmpfs_mounted_under(&pod_dir));
     env.kubectl(&["delete", "pod", "vol", "--wait=true", "--timeout=60s"])?;
     wait_for("the pod dir to be removed", Duration::from_secs(30), || {
@@ -336,17 +339,12 @@ spec:
     assert_eq!(message, "configmap \"late\" not found");
     assert_eq!(phase(&env.pod("needs-config")?), "Pending");
 
-    env.apply(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late}\ndata: {key: arrived}\n",
-    )?;
+    env.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late}\ndata: {key: arrived}\n")?;
     // The volume is there now; the env's secret is still missing.
     let (reason, message) = wait_for(
         "the missing secret to be reported",
         Duration::from_secs(30),
-        || {
-            Ok(waiting(&env.pod("needs-config")?)
-                .filter(|(_, message)| message.contains("secret")))
-        },
+        || Ok(waiting(&env.pod("needs-config")?).filter(|(_, message)| message.contains("secret"))),
     )?;
     assert_eq!(reason, "CreateContainerConfigError");
     assert_eq!(message, "secret \"late-secret\" not found");
@@ -359,11 +357,12 @@ spec:
 
     // A running pod sees its ConfigMap's update (the `..data` swap).
     let updated = std::time::Instant::now();
-    env.apply(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late}\ndata: {key: updated}\n",
-    )?;
+    env.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late}\ndata: {key: updated}\n")?;
     logs_with(&env, "needs-config", "app", "SEEN=updated/s3cr3t")?;
-    eprintln!("configMap update seen in the container after {:?}", updated.elapsed());
+    eprintln!(
+        "configMap update seen in the container after {:?}",
+        updated.elapsed()
+    );
     Ok(())
 }
 
@@ -431,7 +430,11 @@ spec:
     let terminated = status(&pod)
         .and_then(|s| s.state.clone()?.terminated)
         .context("terminated state")?;
-    assert_eq!(terminated.reason.as_deref(), Some("OOMKilled"), "{terminated:?}");
+    assert_eq!(
+        terminated.reason.as_deref(),
+        Some("OOMKilled"),
+        "{terminated:?}"
+    );
     assert_eq!(terminated.exit_code, 137);
     Ok(())
 }

@@ -354,7 +354,8 @@ impl<R: PodRuntime> Worker<R> {
                     .map_err(runtime_error)?;
                 self.volumes_synced = Instant::now();
             }
-            let left = (self.volumes_synced + VOLUME_RESYNC).saturating_duration_since(Instant::now());
+            let left =
+                (self.volumes_synced + VOLUME_RESYNC).saturating_duration_since(Instant::now());
             wake = min_wake(wake, left);
         }
         if self.initialized {

@@ -630,7 +630,10 @@ mod tests {
 
     #[test]
     fn command_and_args_expand_the_container_env() {
-        let c = container(Some(&["echo", "$(GREETING)"]), Some(&["$(NAME)", "$$(NAME)"]));
+        let c = container(
+            Some(&["echo", "$(GREETING)"]),
+            Some(&["$(NAME)", "$$(NAME)"]),
+        );
         let img = ImageConfig::default();
         let spec = SpecBuilder::new(&c, &img)
             .extra_env(vec![

@@ -399,8 +399,7 @@ impl ContainerdRuntime {
 
     /// The termination reason to remember for an exited instance.
     fn exit_reason_of(&self, pod_uid: &str, id: &str) -> Option<String> {
-        self.oom_killed(pod_uid, id)
-            .then(|| OOM_KILLED.to_string())
+        self.oom_killed(pod_uid, id).then(|| OOM_KILLED.to_string())
     }
 
     async fn start_container(

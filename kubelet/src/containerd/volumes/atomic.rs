@@ -167,7 +167,11 @@ mod tests {
     #[test]
     fn an_update_swaps_all_files_drops_removed_keys_and_the_old_dir() {
         let dir = tempfile::tempdir().expect("tempdir");
-        write(dir.path(), &payload(&[("a", "1", 0o644), ("b", "2", 0o644)])).expect("first");
+        write(
+            dir.path(),
+            &payload(&[("a", "1", 0o644), ("b", "2", 0o644)]),
+        )
+        .expect("first");
         let first = fs::read_link(dir.path().join(DATA_DIR)).expect("data");
         let changed = write(dir.path(), &payload(&[("a", "new", 0o644)])).expect("second");
         assert!(changed);

@@ -198,8 +198,13 @@ mod tests {
 
     #[test]
     fn labels_are_sorted_go_quoted_lines_without_a_trailing_newline() {
-        let value = field_value(&pod(), &selector("metadata.labels"), &NodeFacts::default(), false)
-            .expect("labels");
+        let value = field_value(
+            &pod(),
+            &selector("metadata.labels"),
+            &NodeFacts::default(),
+            false,
+        )
+        .expect("labels");
         assert_eq!(value, "app=\"a \\\"b\\\"\"\ntier=\"front\"");
     }
 

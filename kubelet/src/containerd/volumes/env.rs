@@ -200,7 +200,11 @@ pub async fn resolve(
                 Some(other) => pod
                     .spec
                     .iter()
-                    .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+                    .flat_map(|s| {
+                        s.containers
+                            .iter()
+                            .chain(s.init_containers.iter().flatten())
+                    })
                     .find(|c| c.name == other)
                     .ok_or_else(|| {
                         VolumeError::ResourceField(format!(

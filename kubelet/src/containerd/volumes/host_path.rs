@@ -94,7 +94,10 @@ mod tests {
         let error = check(&file, "Directory").expect_err("not a dir");
         assert_eq!(
             error.to_string(),
-            format!("hostPath type check failed: {} is not a directory", file.display())
+            format!(
+                "hostPath type check failed: {} is not a directory",
+                file.display()
+            )
         );
         assert!(check(dir.path(), "File").is_err());
         assert!(check(&dir.path().join("missing"), "Directory").is_err());

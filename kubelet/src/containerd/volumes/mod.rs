@@ -208,7 +208,12 @@ fn sum_memory_limits(pod: &Pod) -> Option<u64> {
     let containers = &pod.spec.as_ref()?.containers;
     let mut total = 0u64;
     for container in containers {
-        let limit = container.resources.as_ref()?.limits.as_ref()?.get("memory")?;
+        let limit = container
+            .resources
+            .as_ref()?
+            .limits
+            .as_ref()?
+            .get("memory")?;
         total += crate::containerd::spec::parse_quantity(&limit.0)? as u64;
     }
     Some(total)

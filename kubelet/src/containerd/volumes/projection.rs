@@ -185,7 +185,11 @@ pub fn downward_payload(
     let containers: Vec<&Container> = pod
         .spec
         .iter()
-        .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+        .flat_map(|s| {
+            s.containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+        })
         .collect();
     let mut payload = Payload::new();
     for item in items {
@@ -197,10 +201,12 @@ pub fn downward_payload(
                 let container = containers
                     .iter()
                     .find(|c| c.name == wanted)
-                    .ok_or_else(|| VolumeError::ResourceField(format!(
-                        "{}: no container {wanted:?}",
-                        resource.resource
-                    )))?;
+                    .ok_or_else(|| {
+                        VolumeError::ResourceField(format!(
+                            "{}: no container {wanted:?}",
+                            resource.resource
+                        ))
+                    })?;
                 resource_value(container, resource, facts)?
             }
             (None, None) => {
@@ -278,8 +284,15 @@ mod tests {
     fn a_missing_item_key_fails_unless_the_source_is_optional() {
         let d = data(&[("a", "1")]);
         let items = [item("nope", "x", None), item("a", "a", None)];
-        let error = key_payload(SourceKind::Secret, "s", Some(&d), Some(&items), 0o644, false)
-            .expect_err("missing key");
+        let error = key_payload(
+            SourceKind::Secret,
+            "s",
+            Some(&d),
+            Some(&items),
+            0o644,
+            false,
+        )
+        .expect_err("missing key");
         assert_eq!(
             error.to_string(),
             "secret \"s\" references non-existent secret key: nope"
@@ -291,8 +304,8 @@ mod tests {
 
     #[test]
     fn a_missing_object_fails_with_kubernetes_wording_unless_optional() {
-        let error = key_payload(SourceKind::ConfigMap, "x", None, None, 0o644, false)
-            .expect_err("missing");
+        let error =
+            key_payload(SourceKind::ConfigMap, "x", None, None, 0o644, false).expect_err("missing");
         assert_eq!(error.to_string(), "configmap \"x\" not found");
         assert!(error.is_missing_object());
         let payload =
@@ -309,8 +322,15 @@ mod tests {
         assert!(check_relative_path("..data").is_err());
         let d = data(&[("a", "1")]);
         let items = [item("a", "../escape", None)];
-        assert!(key_payload(SourceKind::ConfigMap, "c", Some(&d), Some(&items), 0o644, false)
-            .is_err());
+        assert!(key_payload(
+            SourceKind::ConfigMap,
+            "c",
+            Some(&d),
+            Some(&items),
+            0o644,
+            false
+        )
+        .is_err());
     }
 
     #[test]
