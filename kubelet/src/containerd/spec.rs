@@ -353,6 +353,11 @@ impl<'a> SpecBuilder<'a> {
         if let Some(path) = &self.cgroups_path {
             linux["cgroupsPath"] = json!(path);
         }
+        // cgroup v2: an OOM kill ends the whole container, not one of its
+        // processes, as the kubelet sets it since Kubernetes 1.28.
+        if self.cgroup_version == CgroupVersion::V2 && linux["resources"].get("memory").is_some() {
+            linux["resources"]["unified"] = json!({"memory.oom.group": "1"});
+        }
 
         Ok(json!({
             "ociVersion": "1.0.2-dev",
@@ -626,6 +631,23 @@ mod tests {
             .expect("array");
         assert!(caps.contains(&json!("CAP_NET_BIND_SERVICE")));
         assert!(!caps.contains(&json!("CAP_SYS_ADMIN")));
+    }
+
+    #[test]
+    fn on_cgroup_v2_a_memory_limit_makes_the_oom_killer_take_the_whole_container() {
+        let mut c = with_resources(&[("memory", "32Mi")], &[]);
+        c.command = Some(vec!["true".to_string()]);
+        let img = ImageConfig::default();
+        let v2 = SpecBuilder::new(&c, &img)
+            .cgroup_version(CgroupVersion::V2)
+            .build()
+            .expect("spec");
+        assert_eq!(v2["linux"]["resources"]["unified"]["memory.oom.group"], "1");
+        let v1 = SpecBuilder::new(&c, &img)
+            .cgroup_version(CgroupVersion::V1)
+            .build()
+            .expect("spec");
+        assert!(v1["linux"]["resources"].get("unified").is_none());
     }
 
     #[test]
