@@ -354,6 +354,22 @@ spec:
     )?;
     env.wait_running("needs-config", Duration::from_secs(30))?;
     logs_with(&env, "needs-config", "app", "SEEN=arrived/s3cr3t")?;
+    // Each distinct error was recorded once, in Kubernetes' wording,
+    // although the kubelet retried every 2 s.
+    let mut failed: Vec<String> = env
+        .events("needs-config")?
+        .into_iter()
+        .filter(|(reason, _)| reason == "Failed")
+        .map(|(_, message)| message)
+        .collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        vec![
+            "Error: configmap \"late\" not found".to_string(),
+            "Error: secret \"late-secret\" not found".to_string(),
+        ]
+    );
 
     // A running pod sees its ConfigMap's update (the `..data` swap).
     let updated = std::time::Instant::now();

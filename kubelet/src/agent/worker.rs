@@ -109,6 +109,9 @@ pub(crate) struct Worker<R: PodRuntime> {
     initialized: bool,
     /// When the pod's API-data volumes were last re-projected.
     volumes_synced: Instant,
+    /// The last `CreateContainerConfigError` message recorded as an event,
+    /// per container (so a retry every 2 s records one event, not many).
+    config_errors: HashMap<String, String>,
 }
 
 /// App or init containers (they restart differently).
@@ -253,6 +256,7 @@ impl<R: PodRuntime> Worker<R> {
             events,
             initialized: false,
             volumes_synced: Instant::now(),
+            config_errors: HashMap::new(),
         }
     }
 
@@ -334,6 +338,7 @@ impl<R: PodRuntime> Worker<R> {
                 .filter(|c| waiting_reason(c).is_some_and(|r| NOT_CREATED.contains(&r)))
                 .map(|c| (c.name.clone(), c))
                 .collect();
+            self.report_config_errors();
         }
         let mut statuses = self.runtime.pod_status(pod).await.map_err(runtime_error)?;
         let mut init_statuses = self.runtime.init_status(pod).await.map_err(runtime_error)?;
@@ -461,12 +466,46 @@ impl<R: PodRuntime> Worker<R> {
                     if waiting_reason(status).is_some_and(|r| NOT_CREATED.contains(&r)) {
                         self.not_created.insert(status.name.clone(), status.clone());
                         *wake = min_wake(*wake, IMAGE_RETRY);
+                        self.report_config_errors();
                     }
                     info!(container = %status.name, restart_count = status.restart_count, "container restarted");
                 }
             }
         }
         Ok(())
+    }
+
+    /// Records a `Failed` Warning event (`Error: configmap "x" not found`,
+    /// Kubernetes' wording) when a container's config error first appears
+    /// or changes.
+    fn report_config_errors(&mut self) {
+        let current: HashMap<String, String> = self
+            .not_created
+            .values()
+            .filter(|s| waiting_reason(s) == Some("CreateContainerConfigError"))
+            .map(|s| {
+                let message = s
+                    .state
+                    .as_ref()
+                    .and_then(|st| st.waiting.as_ref())
+                    .and_then(|w| w.message.clone())
+                    .unwrap_or_default();
+                (s.name.clone(), message)
+            })
+            .collect();
+        for (container, message) in &current {
+            if self.config_errors.get(container) != Some(message) {
+                if let Some(events) = &self.events {
+                    events.publish(
+                        container,
+                        EventType::Warning,
+                        "Failed",
+                        format!("Error: {message}"),
+                    );
+                }
+            }
+        }
+        self.config_errors = current;
     }
 
     /// Kills containers whose liveness or startup probe failed; the
