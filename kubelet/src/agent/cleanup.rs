@@ -123,6 +123,8 @@ pub async fn remove_node(dir: &Path) -> Result<Removed, CleanupError> {
             removed.sandboxes += 1;
         }
     }
+    // tmpfs emptyDir volumes, so the data dir can be removed.
+    crate::containerd::volumes::teardown_all(&dir.join("pods"));
     removed.bridge = std::process::Command::new("ip")
         .args(["link", "delete", &state.bridge])
         .output()

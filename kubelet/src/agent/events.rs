@@ -65,7 +65,8 @@ impl PodEvents {
                 ..Default::default()
             },
             involved_object: ObjectReference {
-                field_path: Some(format!("spec.containers{{{container}}}")),
+                field_path: (!container.is_empty())
+                    .then(|| format!("spec.containers{{{container}}}")),
                 ..self.pod.clone()
             },
             reason: Some(reason.to_string()),

@@ -18,6 +18,7 @@ pub mod cleanup;
 mod events;
 mod images;
 pub mod node;
+mod pod_api;
 mod pods;
 mod preflight;
 pub mod probe;
@@ -269,6 +270,17 @@ impl Agent {
             &config.node_name,
             config.image_pull_backoff,
         );
+        let machine = node::Machine::measure(&config.data_dir);
+        let allocatable = (
+            machine
+                .cpus
+                .saturating_mul(1000)
+                .saturating_sub(config.reserved_cpu_millis) as f64
+                / 1000.0,
+            machine
+                .memory_total
+                .saturating_sub(config.reserved_memory_bytes) as f64,
+        );
         let runtime = Arc::new(
             ContainerdRuntime::new(
                 connection,
@@ -277,6 +289,12 @@ impl Agent {
                 ContainerdRuntimeConfig {
                     cluster_dns: config.cluster_dns.clone(),
                     cluster_domain: config.cluster_domain.clone(),
+                    api: Some(Arc::new(pod_api::ClientPodApi::new(
+                        client.clone(),
+                        &config.node_name,
+                    ))),
+                    node_ip: Some(config.host_ip.clone()),
+                    allocatable,
                     ..ContainerdRuntimeConfig::new(&config.data_dir)
                 },
             )

@@ -48,6 +48,11 @@ use crate::containerd::pod_runtime::{ExecOutcome, PodRuntime};
 
 /// How often a container waiting for its image tries again.
 pub(crate) const IMAGE_RETRY: Duration = Duration::from_secs(2);
+/// How often the configMap, secret, downwardAPI and projected volumes of
+/// a running pod are re-projected, so its containers see updated objects
+/// (Kubernetes: the kubelet's 1 min sync period plus its cache TTL; one GET
+/// per object per period here).
+pub(crate) const VOLUME_RESYNC: Duration = Duration::from_secs(15);
 /// How long a failed sync waits before the next attempt.
 const SYNC_RETRY: Duration = Duration::from_secs(2);
 /// Kubernetes' default `terminationGracePeriodSeconds`.
@@ -107,6 +112,11 @@ pub(crate) struct Worker<R: PodRuntime> {
     events: Option<PodEvents>,
     /// Every init container completed, as the last `start_pod` saw.
     initialized: bool,
+    /// When the pod's API-data volumes were last re-projected.
+    volumes_synced: Instant,
+    /// The last `CreateContainerConfigError` message recorded as an event,
+    /// per container (so a retry every 2 s records one event, not many).
+    config_errors: HashMap<String, String>,
 }
 
 /// App or init containers (they restart differently).
@@ -195,6 +205,19 @@ fn only_status_changed(old: Option<&Pod>, new: Option<&Pod>) -> bool {
     strip(old) == strip(new)
 }
 
+/// Whether the pod has volumes whose content comes from the API.
+fn has_api_volumes(pod: &Pod) -> bool {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .any(|v| {
+            v.config_map.is_some()
+                || v.secret.is_some()
+                || v.downward_api.is_some()
+                || v.projected.is_some()
+        })
+}
+
 fn min_wake(current: Option<Duration>, other: Duration) -> Option<Duration> {
     Some(current.map_or(other, |c| c.min(other)))
 }
@@ -253,6 +276,8 @@ impl<R: PodRuntime> Worker<R> {
             probes,
             events,
             initialized: false,
+            volumes_synced: Instant::now(),
+            config_errors: HashMap::new(),
         }
     }
 
@@ -346,6 +371,7 @@ impl<R: PodRuntime> Worker<R> {
                 .filter(|c| waiting_reason(c).is_some_and(|r| NOT_CREATED.contains(&r)))
                 .map(|c| (c.name.clone(), c))
                 .collect();
+            self.report_config_errors();
         }
         let mut statuses = self.runtime.pod_status(pod).await.map_err(runtime_error)?;
         let mut init_statuses = self.runtime.init_status(pod).await.map_err(runtime_error)?;
@@ -357,6 +383,19 @@ impl<R: PodRuntime> Worker<R> {
             self.probes.sync(pod, &statuses, self.pod_ip.as_deref());
         }
         let mut wake = (!self.not_created.is_empty()).then_some(IMAGE_RETRY);
+        if has_api_volumes(pod) {
+            let due = self.volumes_synced + VOLUME_RESYNC;
+            if Instant::now() >= due {
+                self.runtime
+                    .refresh_volumes(pod)
+                    .await
+                    .map_err(runtime_error)?;
+                self.volumes_synced = Instant::now();
+            }
+            let left =
+                (self.volumes_synced + VOLUME_RESYNC).saturating_duration_since(Instant::now());
+            wake = min_wake(wake, left);
+        }
         if self.initialized {
             self.restart_exited(pod, &mut statuses, Kind::App, &mut wake)
                 .await?;
@@ -455,11 +494,51 @@ impl<R: PodRuntime> Worker<R> {
                         .restart_container(pod, &status.name)
                         .await
                         .map_err(runtime_error)?;
+                    // No new instance (config error, missing image): retried
+                    // through `start_pod` like a container never created.
+                    if waiting_reason(status).is_some_and(|r| NOT_CREATED.contains(&r)) {
+                        self.not_created.insert(status.name.clone(), status.clone());
+                        *wake = min_wake(*wake, IMAGE_RETRY);
+                        self.report_config_errors();
+                    }
                     info!(container = %status.name, restart_count = status.restart_count, "container restarted");
                 }
             }
         }
         Ok(())
+    }
+
+    /// Records a `Failed` Warning event (`Error: configmap "x" not found`,
+    /// Kubernetes' wording) when a container's config error first appears
+    /// or changes.
+    fn report_config_errors(&mut self) {
+        let current: HashMap<String, String> = self
+            .not_created
+            .values()
+            .filter(|s| waiting_reason(s) == Some("CreateContainerConfigError"))
+            .map(|s| {
+                let message = s
+                    .state
+                    .as_ref()
+                    .and_then(|st| st.waiting.as_ref())
+                    .and_then(|w| w.message.clone())
+                    .unwrap_or_default();
+                (s.name.clone(), message)
+            })
+            .collect();
+        for (container, message) in &current {
+            if self.config_errors.get(container) != Some(message) {
+                if let Some(events) = &self.events {
+                    events.publish(
+                        container,
+                        EventType::Warning,
+                        "Failed",
+                        format!("Error: {message}"),
+                    );
+                }
+            }
+        }
+        self.config_errors = current;
     }
 
     /// Kills containers whose liveness or startup probe failed; the

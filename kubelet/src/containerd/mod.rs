@@ -20,12 +20,15 @@
 //! - [`status`]: `ContainerStatus` from containerd records and task states.
 //! - [`runtime`]: [`ContainerdRuntime`], which runs whole pods and implements
 //!   the extended [`pod_runtime::PodRuntime`] interface.
+//! - [`volumes`]: pod volumes (emptyDir, configMap, secret, downwardAPI,
+//!   projected, hostPath) and env `valueFrom`, read through [`volumes::PodApi`].
 //! - [`build`]: single-layer images built offline from local files
 //!   (`skiff image build`); [`test_image`], the busybox image of the tests.
 //!
 //! This module talks to containerd only through `containerd-client`, to
 //! the network only through [`crate::cni`] and to registries; it never
-//! talks to the API server.
+//! talks to the API server itself (ConfigMaps and Secrets come through the
+//! [`volumes::PodApi`] the agent gives it).
 
 pub mod archive;
 pub mod build;
@@ -44,6 +47,7 @@ pub mod spec;
 pub mod status;
 pub mod test_image;
 pub mod unpack;
+pub mod volumes;
 
 pub use connection::{Connection, RpcError};
 pub use daemon::{ContainerdEndpoint, DaemonConfig, ManagedContainerd};
@@ -76,4 +80,7 @@ pub mod labels {
     pub const LAST_FINISHED_AT: &str = "io.skiff.container.last-finished-at";
     /// The previous instance's containerd ID.
     pub const LAST_CONTAINER_ID: &str = "io.skiff.container.last-id";
+    /// The previous instance's termination reason when not derived from
+    /// its exit code (`OOMKilled`).
+    pub const LAST_REASON: &str = "io.skiff.container.last-reason";
 }

@@ -14,7 +14,8 @@
 //! - `log_path` says where `kubectl logs` reads a container's log;
 //! - `exec_sync` runs a command in a container (exec probes) and
 //!   `kill_container` stops one instance (failed liveness probes), leaving
-//!   it exited for the restart policy.
+//!   it exited for the restart policy;
+//! - `refresh_volumes` re-projects API-data volumes of a running pod.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -119,6 +120,13 @@ pub trait PodRuntime: Send + Sync + 'static {
         command: &[String],
         timeout: Duration,
     ) -> Result<ExecOutcome, Self::Error>;
+    /// Re-projects the pod's configMap, secret, downwardAPI and projected
+    /// volumes, so running containers see updated objects. A failure keeps
+    /// the files as they were (as Kubernetes does) and is only logged.
+    async fn refresh_volumes(&self, pod: &Pod) -> Result<(), Self::Error> {
+        let _ = pod;
+        Ok(())
+    }
     /// Stops the running instance of `container` (SIGTERM, SIGKILL after
     /// `grace`) and leaves it exited, for the restart policy to handle.
     async fn kill_container(

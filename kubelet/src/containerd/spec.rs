@@ -236,6 +236,7 @@ pub struct SpecBuilder<'a> {
     cgroups_path: Option<String>,
     cgroup_version: CgroupVersion,
     extra_env: Vec<(String, String)>,
+    volume_mounts: Vec<Value>,
 }
 
 impl<'a> SpecBuilder<'a> {
@@ -251,6 +252,7 @@ impl<'a> SpecBuilder<'a> {
             cgroups_path: None,
             cgroup_version: CgroupVersion::V2,
             extra_env: Vec::new(),
+            volume_mounts: Vec::new(),
         }
     }
 
@@ -285,16 +287,26 @@ impl<'a> SpecBuilder<'a> {
         self
     }
 
-    /// Environment resolved from `valueFrom` (downward API, config maps).
+    /// The container's env resolved by [`super::volumes::env::resolve`]
+    /// (`envFrom`, then `env` with `valueFrom`), in order: applied after
+    /// the image's env and the plain values, a later name wins.
     pub fn extra_env(mut self, env: Vec<(String, String)>) -> Self {
         self.extra_env = env;
+        self
+    }
+
+    /// The container's volume mounts (OCI mounts, parents first); a
+    /// volume mounted at `/etc/hosts` or `/etc/resolv.conf` replaces the
+    /// pod's file.
+    pub fn volume_mounts(mut self, mounts: Vec<Value>) -> Self {
+        self.volume_mounts = mounts;
         self
     }
 
     /// The spec as JSON, ready for containerd's containers service.
     pub fn build(self) -> Result<Value, SpecError> {
         let container = self.container;
-        let args = process_args(container, self.image)?;
+        let args = process_args(&self.expanded_command(), self.image)?;
         let env = environment(container, self.image, &self.extra_env);
         let cwd = container
             .working_dir
@@ -341,6 +353,11 @@ impl<'a> SpecBuilder<'a> {
         if let Some(path) = &self.cgroups_path {
             linux["cgroupsPath"] = json!(path);
         }
+        // cgroup v2: an OOM kill ends the whole container, not one of its
+        // processes, as the kubelet sets it since Kubernetes 1.28.
+        if self.cgroup_version == CgroupVersion::V2 && linux["resources"].get("memory").is_some() {
+            linux["resources"]["unified"] = json!({"memory.oom.group": "1"});
+        }
 
         Ok(json!({
             "ociVersion": "1.0.2-dev",
@@ -363,6 +380,26 @@ impl<'a> SpecBuilder<'a> {
             "mounts": self.mounts(),
             "linux": linux,
         }))
+    }
+
+    /// The container with `$(VAR)` in its `command` and `args` expanded
+    /// from its env, as Kubernetes does (the image's are left alone).
+    fn expanded_command(&self) -> Container {
+        let lookup = super::volumes::env::lookup_in(&self.extra_env);
+        let expand = |items: &Option<Vec<String>>| {
+            items.as_ref().map(|items| {
+                items
+                    .iter()
+                    .map(|item| super::volumes::env::expand(item, &lookup))
+                    .collect()
+            })
+        };
+        Container {
+            name: self.container.name.clone(),
+            command: expand(&self.container.command),
+            args: expand(&self.container.args),
+            ..Default::default()
+        }
     }
 
     fn user(&self) -> Result<(u32, u32), SpecError> {
@@ -408,14 +445,20 @@ impl<'a> SpecBuilder<'a> {
             json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
                    "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
         ];
-        if let Some(hosts) = &self.etc_hosts {
+        let mounted = |path: &str| self.volume_mounts.iter().any(|m| m["destination"] == path);
+        if let Some(hosts) = self.etc_hosts.as_ref().filter(|_| !mounted("/etc/hosts")) {
             mounts.push(json!({"destination": "/etc/hosts", "type": "bind",
                                "source": hosts, "options": ["rbind", "rprivate", "rw"]}));
         }
-        if let Some(resolv) = &self.resolv_conf {
+        if let Some(resolv) = self
+            .resolv_conf
+            .as_ref()
+            .filter(|_| !mounted("/etc/resolv.conf"))
+        {
             mounts.push(json!({"destination": "/etc/resolv.conf", "type": "bind",
                                "source": resolv, "options": ["rbind", "rprivate", "rw"]}));
         }
+        mounts.extend(self.volume_mounts.iter().cloned());
         mounts
     }
 }
@@ -588,6 +631,43 @@ mod tests {
             .expect("array");
         assert!(caps.contains(&json!("CAP_NET_BIND_SERVICE")));
         assert!(!caps.contains(&json!("CAP_SYS_ADMIN")));
+    }
+
+    #[test]
+    fn on_cgroup_v2_a_memory_limit_makes_the_oom_killer_take_the_whole_container() {
+        let mut c = with_resources(&[("memory", "32Mi")], &[]);
+        c.command = Some(vec!["true".to_string()]);
+        let img = ImageConfig::default();
+        let v2 = SpecBuilder::new(&c, &img)
+            .cgroup_version(CgroupVersion::V2)
+            .build()
+            .expect("spec");
+        assert_eq!(v2["linux"]["resources"]["unified"]["memory.oom.group"], "1");
+        let v1 = SpecBuilder::new(&c, &img)
+            .cgroup_version(CgroupVersion::V1)
+            .build()
+            .expect("spec");
+        assert!(v1["linux"]["resources"].get("unified").is_none());
+    }
+
+    #[test]
+    fn command_and_args_expand_the_container_env() {
+        let c = container(
+            Some(&["echo", "$(GREETING)"]),
+            Some(&["$(NAME)", "$$(NAME)"]),
+        );
+        let img = ImageConfig::default();
+        let spec = SpecBuilder::new(&c, &img)
+            .extra_env(vec![
+                ("GREETING".to_string(), "hi".to_string()),
+                ("NAME".to_string(), "web".to_string()),
+            ])
+            .build()
+            .expect("spec");
+        assert_eq!(
+            spec["process"]["args"],
+            json!(["echo", "hi", "web", "$(NAME)"])
+        );
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct LastExit {
     pub finished_at: Option<i64>,
     /// Its containerd ID.
     pub container_id: String,
+    /// Its reason when not derived from the exit code (`OOMKilled`).
+    pub reason: Option<String>,
 }
 
 impl LastExit {
@@ -70,6 +72,9 @@ impl LastExit {
                 self.container_id.clone(),
             ),
         ];
+        if let Some(reason) = &self.reason {
+            out.push((labels::LAST_REASON.to_string(), reason.clone()));
+        }
         if let Some(at) = self.started_at {
             out.push((labels::LAST_STARTED_AT.to_string(), at.to_string()));
         }
@@ -89,6 +94,7 @@ impl LastExit {
             container_id: label(labels::LAST_CONTAINER_ID)
                 .cloned()
                 .unwrap_or_default(),
+            reason: label(labels::LAST_REASON).cloned(),
         })
     }
 
@@ -97,7 +103,11 @@ impl LastExit {
         ContainerState {
             terminated: Some(ContainerStateTerminated {
                 exit_code: self.exit_code,
-                reason: Some(exit_reason(self.exit_code).to_string()),
+                reason: Some(
+                    self.reason
+                        .clone()
+                        .unwrap_or_else(|| exit_reason(self.exit_code).to_string()),
+                ),
                 started_at: timestamp(self.started_at.map(|s| (s, 0))),
                 finished_at: timestamp(self.finished_at.map(|s| (s, 0))),
                 container_id: (!self.container_id.is_empty())
@@ -109,12 +119,34 @@ impl LastExit {
     }
 }
 
-/// `Completed` for exit code 0, else `Error` (OOM kills are reported apart).
+/// `Completed` for exit code 0, else `Error` (OOM kills are reported apart,
+/// see [`mark_oom_killed`]).
 pub fn exit_reason(exit_code: i32) -> &'static str {
     if exit_code == 0 {
         "Completed"
     } else {
         "Error"
+    }
+}
+
+/// The reason of a container killed by the kernel's OOM killer.
+pub const OOM_KILLED: &str = "OOMKilled";
+
+/// Whether a cgroup's OOM killer killed a process: `oom_kill N` with N > 0
+/// in `memory.events` (cgroup v2) or `memory.oom_control` (v1).
+pub fn oom_kill_count(events: &str) -> u64 {
+    events
+        .lines()
+        .find_map(|line| line.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Reports a terminated container as `OOMKilled` (Kubernetes' reason for a
+/// container its memory limit killed).
+pub fn mark_oom_killed(status: &mut ContainerStatus) {
+    if let Some(terminated) = status.state.as_mut().and_then(|s| s.terminated.as_mut()) {
+        terminated.reason = Some(OOM_KILLED.to_string());
     }
 }
 
@@ -184,6 +216,7 @@ mod tests {
             started_at: Some(1_700_000_000),
             finished_at: Some(1_700_000_002),
             container_id: "abc-c-0".to_string(),
+            reason: None,
         };
         let mut record = ContainerdContainer {
             id: "abc-c-1".to_string(),
@@ -205,6 +238,39 @@ mod tests {
             terminated.container_id.as_deref(),
             Some("containerd://abc-c-0")
         );
+    }
+
+    #[test]
+    fn an_oom_kill_is_the_last_state_reason_after_a_restart() {
+        let container = Container {
+            name: "c".to_string(),
+            ..Default::default()
+        };
+        let last = LastExit {
+            exit_code: 137,
+            started_at: None,
+            finished_at: None,
+            container_id: "abc-c-0".to_string(),
+            reason: Some(OOM_KILLED.to_string()),
+        };
+        let mut record = ContainerdContainer::default();
+        record.labels.extend(last.labels());
+        let status = status_from(&container, &record, TaskState::Running { pid: 1 });
+        let terminated = status
+            .last_state
+            .and_then(|s| s.terminated)
+            .expect("last state");
+        assert_eq!(terminated.reason.as_deref(), Some("OOMKilled"));
+        assert_eq!(terminated.exit_code, 137);
+    }
+
+    #[test]
+    fn oom_kill_counters_are_read_from_v1_and_v2_files() {
+        let v2 = "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n";
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
+        assert_eq!(oom_kill_count(v2), 1);
+        assert_eq!(oom_kill_count(v1), 2);
+        assert_eq!(oom_kill_count("oom_kill_disable 0\nunder_oom 0\n"), 0);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use containerd_client::services::v1::Container as ContainerdContainer;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodSpec};
 
 use super::super::containers::{self, TaskState};
-use super::super::status::{status_from, waiting};
+use super::super::status::waiting;
 use super::{pod_ref, ContainerdRuntime, ContainerdRuntimeError, PodRef, Sandbox};
 
 impl ContainerdRuntime {
@@ -39,7 +39,7 @@ impl ContainerdRuntime {
                     if matches!(state, TaskState::Running { .. }) {
                         self.adopt(pod_ref, container, record).await;
                     }
-                    status_from(container, record, state)
+                    self.status_of(pod_ref.uid, container, record, state)
                 }
                 None => {
                     self.start_container(pod_ref, container, sandbox, 0, None)
@@ -76,7 +76,7 @@ impl ContainerdRuntime {
             match existing.get(&container.name) {
                 Some(record) => {
                     let state = containers::state(&self.connection, &record.id).await?;
-                    statuses.push(status_from(container, record, state));
+                    statuses.push(self.status_of(pod_ref.uid, container, record, state));
                 }
                 None => statuses.push(waiting(container, "PodInitializing", String::new())),
             }

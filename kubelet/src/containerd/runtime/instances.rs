@@ -56,6 +56,7 @@ impl ContainerdRuntime {
                     started_at: record.created_at.as_ref().map(|t| t.seconds),
                     finished_at: at.map(|(seconds, _)| seconds),
                     container_id: record.id.clone(),
+                    reason: self.exit_reason_of(pod_ref.uid, &record.id),
                 };
                 self.forget(&record.id).await;
                 containers::remove(&self.connection, &record.id).await?;
@@ -70,14 +71,17 @@ impl ContainerdRuntime {
             })
             .await?;
         let etc = self.write_pod_files(pod, &pod_ref, &network).await?;
+        let volumes = self.prepare_volumes(pod, &pod_ref, &network).await;
         let lease = self
             .connection
             .create_lease("container", POD_LEASE_EXPIRY)
             .await?;
         let sandbox = Sandbox {
+            pod: pod.clone(),
             network,
             etc,
             lease,
+            volumes,
         };
         let status = self
             .start_container(&pod_ref, container, &sandbox, next, last.as_ref())

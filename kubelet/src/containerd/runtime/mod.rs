@@ -1,17 +1,23 @@
 //! [`ContainerdRuntime`]: whole pods on containerd.
 //!
 //! Starting a pod: network sandbox (netns + CNI, giving the pod IP) →
-//! `/etc/hosts` and `/etc/resolv.conf` for the pod (see [`dns`]) → for each container:
-//! image from the [`ImageManager`] (pulled per `imagePullPolicy`) → spec → container + snapshot →
+//! `/etc/hosts` and `/etc/resolv.conf` for the pod (see [`dns`]) → volumes
+//! (see [`super::volumes`]) → for each container: env and volume mounts →
+//! image from the [`ImageManager`] (pulled per `imagePullPolicy`) → spec →
+//! container + snapshot →
 //! task with CRI log FIFOs → start. Every containerd object carries the pod
 //! UID and container name as labels, so `start_pod` after an agent restart
 //! re-adopts running containers instead of starting duplicates.
 //!
 //! Stopping a pod: SIGTERM, SIGKILL after the grace period, delete task,
-//! container and snapshot, CNI DEL, delete the netns and the pod's runtime
-//! dir. Logs stay until the pod's logs are removed.
+//! container and snapshot, CNI DEL, delete the netns, unmount tmpfs volumes
+//! and remove the pod's runtime dir (emptyDir volumes with it). Logs stay
+//! until the pod's logs are removed.
+//!
+//! A container killed by its memory limit is reported `OOMKilled`: its
+//! cgroup's `oom_kill` counter is read before the instance is removed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,7 +38,10 @@ use super::pod_runtime::{
     ContainerExit, ExecOutcome, PodRuntime, RuntimeContainer, RuntimePod, StartedSandboxPod,
 };
 use super::spec::{CgroupVersion, SpecBuilder};
-use super::status::{restart_count, status_from, waiting, LastExit};
+use super::status::{
+    mark_oom_killed, oom_kill_count, restart_count, status_from, waiting, LastExit, OOM_KILLED,
+};
+use super::volumes::{self, NodeFacts, PodApi, PreparedVolumes};
 use crate::cni::{short_uid, CniError, PodNetwork, PodNetworkStatus, SandboxRef};
 
 pub mod dns;
@@ -106,6 +115,14 @@ pub struct ContainerdRuntimeConfig {
     pub cluster_dns: Option<String>,
     /// The cluster domain (kubelet `--cluster-domain`).
     pub cluster_domain: String,
+    /// Reads ConfigMaps and Secrets (volumes, env) and records events;
+    /// `None` makes pods that need them wait `CreateContainerConfigError`.
+    pub api: Option<Arc<dyn PodApi>>,
+    /// The node's IP, for the downward API's `status.hostIP`.
+    pub node_ip: Option<String>,
+    /// The node's allocatable CPU (cores) and memory (bytes): what the
+    /// downward API reports as the limit of a container without one.
+    pub allocatable: (f64, f64),
 }
 
 impl ContainerdRuntimeConfig {
@@ -118,8 +135,23 @@ impl ContainerdRuntimeConfig {
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             cluster_dns: None,
             cluster_domain: "cluster.local".to_string(),
+            api: None,
+            node_ip: None,
+            allocatable: machine_capacity(),
         }
     }
+}
+
+/// The machine's CPUs and memory (`MemTotal`), the default allocatable.
+fn machine_capacity() -> (f64, f64) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib * 1024.0);
+    (cpus, memory)
 }
 
 /// Runs pods as containerd containers in one containerd namespace.
@@ -132,6 +164,8 @@ pub struct ContainerdRuntime {
     version: String,
     exits: broadcast::Sender<ContainerExit>,
     copiers: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Pods whose volume warnings were already recorded as events.
+    warned: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for ContainerdRuntime {
@@ -145,9 +179,13 @@ impl std::fmt::Debug for ContainerdRuntime {
 
 /// A pod's sandbox, set up: what each of its containers joins.
 struct Sandbox {
+    pod: Pod,
     network: PodNetworkStatus,
     etc: (PathBuf, PathBuf),
     lease: super::connection::Lease,
+    /// The pod's volumes, or why they cannot be set up (every container
+    /// then waits `CreateContainerConfigError` with this message).
+    volumes: Result<PreparedVolumes, String>,
 }
 
 /// Identity of a pod, taken from its metadata.
@@ -200,6 +238,7 @@ impl ContainerdRuntime {
             version,
             exits,
             copiers: Mutex::new(HashMap::new()),
+            warned: Mutex::new(HashSet::new()),
         })
     }
 
@@ -276,6 +315,88 @@ impl ContainerdRuntime {
             .map_err(|not_ready| waiting(container, not_ready.reason, not_ready.message))
     }
 
+    /// What the downward API reads from the node for this pod.
+    fn node_facts(&self, pod_ip: Option<String>) -> NodeFacts {
+        NodeFacts {
+            pod_ip,
+            host_ip: self.config.node_ip.clone(),
+            allocatable_cpu: self.config.allocatable.0,
+            allocatable_memory: self.config.allocatable.1,
+        }
+    }
+
+    /// Sets up the pod's volumes (idempotent: API data is re-projected).
+    /// Skipped sources are recorded once per pod as a Warning event.
+    async fn prepare_volumes(
+        &self,
+        pod: &Pod,
+        pod_ref: &PodRef<'_>,
+        network: &PodNetworkStatus,
+    ) -> Result<PreparedVolumes, String> {
+        let facts = self.node_facts(Some(network.ip.to_string()));
+        let pod_dir = self.pod_dir(pod_ref.uid);
+        match volumes::setup(pod, &pod_dir, self.config.api.as_deref(), &facts).await {
+            Ok((prepared, warnings)) => {
+                let first = !warnings.is_empty()
+                    && self
+                        .warned
+                        .lock()
+                        .map(|mut warned| warned.insert(pod_ref.uid.to_string()))
+                        .unwrap_or(false);
+                for warning in warnings.into_iter().filter(|_| first) {
+                    tracing::warn!(warning = %warning, "volume source skipped");
+                    if let Some(api) = &self.config.api {
+                        api.warn(pod, "FailedMount", warning);
+                    }
+                }
+                Ok(prepared)
+            }
+            Err(error) => {
+                info!(%error, "pod volumes not ready");
+                Err(error.to_string())
+            }
+        }
+    }
+
+    /// Whether the cgroup of container instance `id` saw an OOM kill.
+    fn oom_killed(&self, pod_uid: &str, id: &str) -> bool {
+        let relative = format!(
+            "{}/pod{pod_uid}/{id}",
+            self.config.cgroup_parent.trim_matches('/')
+        );
+        let path = match self.config.cgroup_version {
+            CgroupVersion::V2 => Path::new("/sys/fs/cgroup")
+                .join(relative)
+                .join("memory.events"),
+            CgroupVersion::V1 => Path::new("/sys/fs/cgroup/memory")
+                .join(relative)
+                .join("memory.oom_control"),
+        };
+        std::fs::read_to_string(path).is_ok_and(|events| oom_kill_count(&events) > 0)
+    }
+
+    /// `status_from`, with `OOMKilled` for an instance its memory limit
+    /// killed.
+    fn status_of(
+        &self,
+        pod_uid: &str,
+        container: &Container,
+        record: &ContainerdContainer,
+        state: TaskState,
+    ) -> ContainerStatus {
+        let exited = matches!(state, TaskState::Exited { .. });
+        let mut status = status_from(container, record, state);
+        if exited && self.oom_killed(pod_uid, &record.id) {
+            mark_oom_killed(&mut status);
+        }
+        status
+    }
+
+    /// The termination reason to remember for an exited instance.
+    fn exit_reason_of(&self, pod_uid: &str, id: &str) -> Option<String> {
+        self.oom_killed(pod_uid, id).then(|| OOM_KILLED.to_string())
+    }
+
     async fn start_container(
         &self,
         pod: &PodRef<'_>,
@@ -285,13 +406,36 @@ impl ContainerdRuntime {
         last: Option<&LastExit>,
     ) -> Result<ContainerStatus, ContainerdRuntimeError> {
         let (network, etc, lease) = (&sandbox.network, &sandbox.etc, &sandbox.lease);
+        let not_created = |mut status: ContainerStatus| {
+            status.restart_count = restart_count;
+            status.last_state = last.map(LastExit::to_state);
+            Ok(status)
+        };
+        let config_error = |message: String| {
+            not_created(waiting(container, "CreateContainerConfigError", message))
+        };
+        let mounts = match &sandbox.volumes {
+            Ok(prepared) => match volumes::container_mounts(container, prepared) {
+                Ok(mounts) => mounts,
+                Err(error) => return config_error(error.to_string()),
+            },
+            Err(message) => return config_error(message.clone()),
+        };
+        let facts = self.node_facts(Some(network.ip.to_string()));
+        let env = match volumes::env::resolve(
+            &sandbox.pod,
+            container,
+            self.config.api.as_deref(),
+            &facts,
+        )
+        .await
+        {
+            Ok(env) => env,
+            Err(error) => return config_error(error.to_string()),
+        };
         let image = match self.ensure_image(pod, container).await {
             Ok(image) => image,
-            Err(mut status) => {
-                status.restart_count = restart_count;
-                status.last_state = last.map(LastExit::to_state);
-                return Ok(status);
-            }
+            Err(status) => return not_created(status),
         };
         let id = container_id(pod.uid, &container.name, restart_count);
         let cgroups_path = format!(
@@ -306,16 +450,12 @@ impl ContainerdRuntime {
             .etc_files(&etc.0, &etc.1)
             .cgroups_path(&cgroups_path)
             .cgroup_version(self.config.cgroup_version)
+            .extra_env(env)
+            .volume_mounts(mounts)
             .build()
         {
             Ok(spec) => spec,
-            Err(error) => {
-                return Ok(waiting(
-                    container,
-                    "CreateContainerConfigError",
-                    error.to_string(),
-                ))
-            }
+            Err(error) => return config_error(error.to_string()),
         };
         let mut container_labels = HashMap::from([
             (labels::POD_UID.to_string(), pod.uid.to_string()),
@@ -403,14 +543,17 @@ impl ContainerdRuntime {
         };
         let network = self.network.setup(&sandbox).await?;
         let etc = self.write_pod_files(pod, &pod_ref, &network).await?;
+        let volumes = self.prepare_volumes(pod, &pod_ref, &network).await;
         let lease = self
             .connection
             .create_lease("pod", POD_LEASE_EXPIRY)
             .await?;
         let sandbox = Sandbox {
+            pod: pod.clone(),
             network,
             etc,
             lease,
+            volumes,
         };
         let mut failure = None;
         let (init_containers, initialized) = match self
@@ -441,7 +584,7 @@ impl ContainerdRuntime {
                         if matches!(state, TaskState::Running { .. }) {
                             self.adopt(&pod_ref, container, record).await;
                         }
-                        statuses.push(status_from(container, record, state));
+                        statuses.push(self.status_of(pod_ref.uid, container, record, state));
                     }
                     Err(error) => {
                         failure = Some(error.into());
@@ -480,11 +623,13 @@ impl ContainerdRuntime {
     ) -> Result<Vec<ContainerStatus>, ContainerdRuntimeError> {
         let pod_ref = pod_ref(pod)?;
         let existing = self.pod_containers(pod_ref.uid).await?;
+        let uid = pod_ref.uid;
         let stops = existing.values().map(|record| async move {
             let exit = containers::stop(&self.connection, &record.id, grace).await?;
+            let oom = self.oom_killed(uid, &record.id);
             containers::remove(&self.connection, &record.id).await?;
             self.forget(&record.id).await;
-            Ok::<_, ContainerError>((record, exit))
+            Ok::<_, ContainerError>((record, exit, oom))
         });
         let results = futures::future::join_all(stops).await;
         let mut statuses = Vec::new();
@@ -494,7 +639,7 @@ impl ContainerdRuntime {
             .map(|s| s.containers.as_slice())
             .unwrap_or(&[]);
         for result in results {
-            let (record, exit) = result?;
+            let (record, exit, oom) = result?;
             let name = record
                 .labels
                 .get(labels::CONTAINER_NAME)
@@ -509,11 +654,11 @@ impl ContainerdRuntime {
                     ..Default::default()
                 });
             let (code, at) = exit.unwrap_or((137, None));
-            statuses.push(status_from(
-                &container,
-                record,
-                TaskState::Exited { code, at },
-            ));
+            let mut status = status_from(&container, record, TaskState::Exited { code, at });
+            if oom {
+                mark_oom_killed(&mut status);
+            }
+            statuses.push(status);
         }
         statuses.sort_by_key(|status| {
             spec_containers
@@ -527,6 +672,15 @@ impl ContainerdRuntime {
             })
             .await?;
         let dir = self.pod_dir(pod_ref.uid);
+        let unmount = dir.clone();
+        match tokio::task::spawn_blocking(move || volumes::teardown(&unmount)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "cannot unmount the pod's volumes"),
+            Err(error) => tracing::warn!(%error, "volume teardown panicked"),
+        }
+        if let Ok(mut warned) = self.warned.lock() {
+            warned.remove(pod_ref.uid);
+        }
         match tokio::fs::remove_dir_all(&dir).await {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
@@ -578,7 +732,7 @@ impl PodRuntime for ContainerdRuntime {
             match existing.get(&container.name) {
                 Some(record) => {
                     let state = containers::state(&self.connection, &record.id).await?;
-                    statuses.push(status_from(container, record, state));
+                    statuses.push(self.status_of(pod_ref.uid, container, record, state));
                 }
                 None => statuses.push(waiting(container, "ContainerCreating", String::new())),
             }
@@ -668,6 +822,19 @@ impl PodRuntime for ContainerdRuntime {
         timeout: Duration,
     ) -> Result<ExecOutcome, Self::Error> {
         self.exec_inner(pod, container, command, timeout).await
+    }
+
+    async fn refresh_volumes(&self, pod: &Pod) -> Result<(), Self::Error> {
+        let pod_ref = pod_ref(pod)?;
+        let dir = self.pod_dir(pod_ref.uid);
+        if !tokio::fs::try_exists(&dir).await.unwrap_or(false) {
+            return Ok(());
+        }
+        let facts = self.node_facts(None);
+        if let Err(error) = volumes::setup(pod, &dir, self.config.api.as_deref(), &facts).await {
+            info!(pod = pod_ref.name, %error, "volumes not refreshed; keeping their files");
+        }
+        Ok(())
     }
 
     async fn kill_container(
