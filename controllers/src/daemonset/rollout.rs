@@ -107,12 +107,14 @@ pub fn plan(
                 }
             }
             [_] => {}
-            [old, new]
+            // One old and one new pod, in either order (creation times
+            // have one-second resolution, so the new pod may sort first).
+            [a, b]
                 if surge
                     && n.placement.should_run
-                    && !is_updated(old, hash)
-                    && is_updated(new, hash) =>
+                    && is_updated(a, hash) != is_updated(b, hash) =>
             {
+                let (old, new) = if is_updated(a, hash) { (b, a) } else { (a, b) };
                 if is_available(new, min_ready_seconds, now) {
                     plan.delete.push(name(old));
                 } else {
@@ -305,6 +307,14 @@ mod tests {
         let waiting = [node("n0", vec![&old0, &new0]), node("n1", vec![&old1])];
         let p = plan(&waiting, "new", surge(1), 0, ts(10));
         assert_eq!(p, Plan::default(), "the surge slot is taken: wait");
+
+        // The new pod may sort first (same creation second).
+        let swapped = [node("n0", vec![&new0, &old0]), node("n1", vec![&old1])];
+        assert_eq!(
+            plan(&swapped, "new", surge(1), 0, ts(10)),
+            Plan::default(),
+            "the old pod stays until its successor is available, whatever the order"
+        );
 
         let ready0 = daemon_pod("new0", "new", true);
         let done = [node("n0", vec![&old0, &ready0]), node("n1", vec![&old1])];
