@@ -228,8 +228,50 @@ impl NodeCluster {
     }
 }
 
+impl NodeCluster {
+    /// What a failed test needs to be understood: nodes with their
+    /// conditions and taints, every pod with its status, the newest events
+    /// and the end of skiff's log.
+    pub fn diagnose(&self) -> String {
+        let Some(cluster) = self.cluster.as_ref() else {
+            return String::new();
+        };
+        let run = |args: &[&str]| match cluster.kubectl_output(args) {
+            Ok(out) => format!(
+                "$ kubectl {}\n{}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => format!("$ kubectl {}: {e}\n", args.join(" ")),
+        };
+        let nodes = r#"jsonpath={range .items[*]}{.metadata.name}{" conditions: "}{range .status.conditions[*]}{.type}={.status} {end}{" taints: "}{.spec.taints}{"\n"}{end}"#;
+        let pods = r#"jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name}{" node="}{.spec.nodeName}{" phase="}{.status.phase}{" reason="}{.status.reason}{" conditions="}{.status.conditions}{" containers="}{.status.containerStatuses}{"\n"}{end}"#;
+        let tail = |text: &str, n: usize| {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        };
+        format!(
+            "{}{}{}\n--- end of skiff log ---\n{}\n",
+            run(&["get", "nodes", "-o", nodes]),
+            run(&["get", "pods", "-A", "-o", pods]),
+            tail(
+                &run(&["get", "events", "-A", "--sort-by=.lastTimestamp"]),
+                60
+            ),
+            tail(&cluster.logs(), 150),
+        )
+    }
+}
+
 impl Drop for NodeCluster {
     fn drop(&mut self) {
+        // The test harness captures this and shows it only for a failed
+        // test.
+        eprintln!(
+            "--- cluster state at the end of the test ---\n{}",
+            self.diagnose()
+        );
         if let Some(cluster) = self.cluster.as_mut() {
             let _ = cluster.kill9();
         }
