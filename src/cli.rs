@@ -91,6 +91,10 @@ pub struct ControlPlaneArgs {
     /// The IPv4 range Service ClusterIPs are allocated from.
     #[arg(long, default_value = "10.96.0.0/16", value_parser = parse_service_cidr)]
     pub service_cluster_ip_range: apiserver::allocator::ServiceCidr,
+    /// The `iss` of service-account tokens; tokens must also carry it as an
+    /// audience to authenticate to the API server.
+    #[arg(long, default_value = apiserver::serviceaccount::DEFAULT_ISSUER)]
+    pub service_account_issuer: String,
     /// A folder of YAML manifests applied at start and whenever a file changes.
     #[arg(long, value_name = "DIR")]
     pub manifests: Option<PathBuf>,

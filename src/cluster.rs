@@ -193,6 +193,7 @@ fn server_config(
         default_not_ready_toleration_seconds: cp.default_not_ready_toleration_seconds,
         default_unreachable_toleration_seconds: cp.default_unreachable_toleration_seconds,
         service_cidr: cp.service_cluster_ip_range,
+        service_account_issuer: cp.service_account_issuer.clone(),
     }
 }
 

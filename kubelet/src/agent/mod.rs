@@ -24,6 +24,7 @@ mod preflight;
 pub mod probe;
 mod pulls;
 pub mod status;
+mod tokens;
 mod worker;
 
 use std::path::{Path, PathBuf};
