@@ -391,7 +391,16 @@ fn jwt_claims(token: &str) -> Result<serde_json::Value> {
 fn api_code(env: &NodeCluster, path: &str, token: &str) -> Result<String> {
     let ca = env.data_dir().join("pki").join("ca.crt");
     let out = std::process::Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "--cacert"])
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+            "--cacert",
+        ])
         .arg(&ca)
         .args(["-H", &format!("Authorization: Bearer {token}")])
         .arg(format!("{}{path}", env.cluster().url()))
@@ -401,8 +410,8 @@ fn api_code(env: &NodeCluster, path: &str, token: &str) -> Result<String> {
 }
 
 #[test]
-fn a_projected_service_account_token_authenticates_as_the_pod_for_its_audience_only(
-) -> Result<()> {
+fn a_projected_service_account_token_authenticates_as_the_pod_for_its_audience_only() -> Result<()>
+{
     let env = NodeCluster::start()?;
     let manifest = format!(
         r#"apiVersion: v1
@@ -455,21 +464,50 @@ spec:
     let pod = env.wait_running("tokens", Duration::from_secs(90))?;
     let uid = pod.metadata.uid.clone().context("uid")?;
     let token = env
-        .kubectl(&["exec", "tokens", "--", "cat", "/var/run/secrets/tokens/token"])?
+        .kubectl(&[
+            "exec",
+            "tokens",
+            "--",
+            "cat",
+            "/var/run/secrets/tokens/token",
+        ])?
         .trim()
         .to_string();
     let vault = env
-        .kubectl(&["exec", "tokens", "--", "cat", "/var/run/secrets/tokens/vault/token"])?
+        .kubectl(&[
+            "exec",
+            "tokens",
+            "--",
+            "cat",
+            "/var/run/secrets/tokens/vault/token",
+        ])?
         .trim()
         .to_string();
-    let mode = env.kubectl(&["exec", "tokens", "--", "sh", "-c", "ls -lL /var/run/secrets/tokens/token | cut -c1-10"])?;
+    let mode = env.kubectl(&[
+        "exec",
+        "tokens",
+        "--",
+        "sh",
+        "-c",
+        "ls -lL /var/run/secrets/tokens/token | cut -c1-10",
+    ])?;
     assert_eq!(mode.trim(), "-r--r-----", "the volume's defaultMode");
 
     let claims = jwt_claims(&token)?;
-    assert_eq!(claims["sub"], "system:serviceaccount:default:robot", "{claims}");
-    assert_eq!(claims["aud"], serde_json::json!(["https://kubernetes.default.svc.cluster.local"]));
+    assert_eq!(
+        claims["sub"], "system:serviceaccount:default:robot",
+        "{claims}"
+    );
+    assert_eq!(
+        claims["aud"],
+        serde_json::json!(["https://kubernetes.default.svc.cluster.local"])
+    );
     assert_eq!(claims["kubernetes.io"]["pod"]["name"], "tokens", "{claims}");
-    assert_eq!(claims["kubernetes.io"]["pod"]["uid"], uid.as_str(), "{claims}");
+    assert_eq!(
+        claims["kubernetes.io"]["pod"]["uid"],
+        uid.as_str(),
+        "{claims}"
+    );
     let lifetime = claims["exp"].as_i64().unwrap_or(0) - claims["iat"].as_i64().unwrap_or(0);
     assert_eq!(lifetime, 3600, "the default expirationSeconds");
     let vault_claims = jwt_claims(&vault)?;
@@ -490,7 +528,10 @@ spec:
         || Ok(waiting(&env.pod("ghostly")?)),
     )?;
     assert_eq!(reason, "CreateContainerConfigError");
-    assert_eq!(message, "failed to fetch token: serviceaccounts \"ghost\" not found");
+    assert_eq!(
+        message,
+        "failed to fetch token: serviceaccounts \"ghost\" not found"
+    );
     let events = env.events("ghostly")?;
     assert!(
         events.iter().any(|(reason, message)| reason == "Failed"

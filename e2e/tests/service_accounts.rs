@@ -33,7 +33,12 @@ fn request(
         .args(["-X", method, "-w", "\n%{http_code}"])
         .args(["-H", &format!("Authorization: Bearer {token}")]);
     if let Some(body) = body {
-        cmd.args(["-H", "Content-Type: application/json", "-d", &body.to_string()]);
+        cmd.args([
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body.to_string(),
+        ]);
     }
     let out = cmd
         .arg(format!("{}{path}", cluster.url()))
@@ -85,7 +90,8 @@ fn wait_default_service_account(cluster: &Cluster, namespace: &str) -> Result<()
         &format!("the default ServiceAccount of {namespace}"),
         Duration::from_secs(30),
         || {
-            let out = cluster.kubectl_output(&["get", "serviceaccount", "default", "-n", namespace])?;
+            let out =
+                cluster.kubectl_output(&["get", "serviceaccount", "default", "-n", namespace])?;
             Ok(out.status.success().then_some(()))
         },
     )
@@ -107,16 +113,36 @@ fn kubectl_create_token_authenticates_as_the_service_account_for_the_api_audienc
         c["sub"] == "system:serviceaccount:default:robot",
         "claims: {c}"
     );
-    ensure!(c["iss"] == "https://kubernetes.default.svc.cluster.local", "claims: {c}");
-    ensure!(c["aud"] == json!(["https://kubernetes.default.svc.cluster.local"]), "claims: {c}");
+    ensure!(
+        c["iss"] == "https://kubernetes.default.svc.cluster.local",
+        "claims: {c}"
+    );
+    ensure!(
+        c["aud"] == json!(["https://kubernetes.default.svc.cluster.local"]),
+        "claims: {c}"
+    );
     let lifetime = c["exp"].as_i64().unwrap_or(0) - c["iat"].as_i64().unwrap_or(0);
     ensure!(lifetime == 600, "10m token lives {lifetime}s: {c}");
     ensure!(c["kubernetes.io"]["namespace"] == "default", "claims: {c}");
-    ensure!(c["kubernetes.io"]["serviceaccount"]["name"] == "robot", "claims: {c}");
+    ensure!(
+        c["kubernetes.io"]["serviceaccount"]["name"] == "robot",
+        "claims: {c}"
+    );
 
     // The token authenticates: raw HTTPS and kubectl --token.
-    let pods = request(&cluster, "GET", "/api/v1/namespaces/default/pods", &token, None)?;
-    ensure!(pods.code == 200 && pods.body["kind"] == "PodList", "{} {}", pods.code, pods.body);
+    let pods = request(
+        &cluster,
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        &token,
+        None,
+    )?;
+    ensure!(
+        pods.code == 200 && pods.body["kind"] == "PodList",
+        "{} {}",
+        pods.code,
+        pods.body
+    );
     let out = cluster.kubectl_output(&["--token", &token, "get", "pods", "-A"])?;
     ensure!(
         out.status.success(),
@@ -126,11 +152,27 @@ fn kubectl_create_token_authenticates_as_the_service_account_for_the_api_audienc
 
     // A token for another audience, a garbled one, and none are refused.
     let vault = create_token(&cluster, &["robot", "--audience", "vault"])?;
-    ensure!(claims(&vault)?["aud"] == json!(["vault"]), "{}", claims(&vault)?);
-    let answer = request(&cluster, "GET", "/api/v1/namespaces/default/pods", &vault, None)?;
+    ensure!(
+        claims(&vault)?["aud"] == json!(["vault"]),
+        "{}",
+        claims(&vault)?
+    );
+    let answer = request(
+        &cluster,
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        &vault,
+        None,
+    )?;
     expect_unauthorized(&answer, "a token for audience vault")?;
     let garbled = format!("{token}x");
-    let answer = request(&cluster, "GET", "/api/v1/namespaces/default/pods", &garbled, None)?;
+    let answer = request(
+        &cluster,
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        &garbled,
+        None,
+    )?;
     expect_unauthorized(&answer, "a token with a broken signature")?;
 
     // The minimum lifetime is 10 minutes, as upstream.
@@ -147,8 +189,10 @@ fn kubectl_create_token_authenticates_as_the_service_account_for_the_api_audienc
         "POST",
         "/api/v1/namespaces/default/serviceaccounts/robot/token",
         &cluster.token()?,
-        Some(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                     "spec": {"expirationSeconds": 599}})),
+        Some(
+            &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                     "spec": {"expirationSeconds": 599}}),
+        ),
     )?;
     ensure!(
         short.code == 422 && short.body["reason"] == "Invalid",
@@ -163,7 +207,9 @@ fn kubectl_create_token_authenticates_as_the_service_account_for_the_api_audienc
         "POST",
         "/api/v1/namespaces/default/serviceaccounts/ghost/token",
         &cluster.token()?,
-        Some(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}})),
+        Some(
+            &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}),
+        ),
     )?;
     ensure!(
         missing.code == 404
@@ -179,7 +225,9 @@ fn kubectl_create_token_authenticates_as_the_service_account_for_the_api_audienc
         "POST",
         "/api/v1/namespaces/default/serviceaccounts/robot/token",
         &cluster.token()?,
-        Some(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}})),
+        Some(
+            &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}),
+        ),
     )?;
     ensure!(
         created.code == 201
@@ -209,10 +257,22 @@ fn kubectl_create_token_authenticates_as_the_service_account_for_the_api_audienc
     // Deleting the ServiceAccount invalidates its tokens; a new one with the
     // same name (another uid) does not bring them back.
     cluster.kubectl(&["delete", "serviceaccount", "robot"])?;
-    let answer = request(&cluster, "GET", "/api/v1/namespaces/default/pods", &token, None)?;
+    let answer = request(
+        &cluster,
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        &token,
+        None,
+    )?;
     expect_unauthorized(&answer, "a token of a deleted ServiceAccount")?;
     cluster.kubectl(&["create", "serviceaccount", "robot"])?;
-    let answer = request(&cluster, "GET", "/api/v1/namespaces/default/pods", &token, None)?;
+    let answer = request(
+        &cluster,
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        &token,
+        None,
+    )?;
     expect_unauthorized(&answer, "a token of a recreated ServiceAccount")?;
     Ok(())
 }
@@ -236,7 +296,11 @@ spec:
     image: busybox
 "#;
     let out = cluster.kubectl_stdin(&["apply", "-f", "-"], pod)?;
-    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let uid = cluster.kubectl(&["get", "pod", "web", "-o", "jsonpath={.metadata.uid}"])?;
     let bound = [
         "robot",
@@ -253,7 +317,13 @@ spec:
         c["kubernetes.io"]["pod"] == json!({"name": "web", "uid": uid}),
         "claims: {c}"
     );
-    let answer = request(&cluster, "GET", "/api/v1/namespaces/default/pods/web", &token, None)?;
+    let answer = request(
+        &cluster,
+        "GET",
+        "/api/v1/namespaces/default/pods/web",
+        &token,
+        None,
+    )?;
     ensure!(answer.code == 200, "{} {}", answer.code, answer.body);
 
     // A uid that is not the pod's is a 409 Conflict, as upstream.
@@ -290,12 +360,28 @@ spec:
     );
 
     cluster.kubectl(&["delete", "pod", "web", "--wait=true", "--timeout=60s"])?;
-    let answer = request(&cluster, "GET", "/api/v1/namespaces/default/pods", &token, None)?;
+    let answer = request(
+        &cluster,
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        &token,
+        None,
+    )?;
     expect_unauthorized(&answer, "a token bound to a deleted pod")?;
     // A new pod with the same name has another uid: still refused.
     let out = cluster.kubectl_stdin(&["apply", "-f", "-"], pod)?;
-    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let answer = request(&cluster, "GET", "/api/v1/namespaces/default/pods", &token, None)?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer = request(
+        &cluster,
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        &token,
+        None,
+    )?;
     expect_unauthorized(&answer, "a token bound to a recreated pod")?;
     Ok(())
 }

@@ -123,7 +123,9 @@ async fn read_core(ctx: &Ctx, plural: &str, namespace: &str, name: &str) -> ApiR
 }
 
 fn uid_of(obj: &Value) -> String {
-    objects::meta_str(obj, "uid").unwrap_or_default().to_string()
+    objects::meta_str(obj, "uid")
+        .unwrap_or_default()
+        .to_string()
 }
 
 pub(crate) async fn create(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<JsonResponse> {
@@ -184,7 +186,11 @@ pub(crate) async fn create(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Jso
             _ => {
                 return Err(ApiError::BadRequest(format!(
                     "cannot bind token for serviceaccount {name:?} to object of type {}, Kind={}",
-                    if r.api_version.is_empty() { "/" } else { &r.api_version },
+                    if r.api_version.is_empty() {
+                        "/"
+                    } else {
+                        &r.api_version
+                    },
                     r.kind
                 )))
             }

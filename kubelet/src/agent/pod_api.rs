@@ -84,7 +84,11 @@ impl PodApi for ClientPodApi {
                     c.insert(key.clone(), token.clone(), now);
                     None
                 });
-                tracing::debug!(namespace, service_account, "service-account token refreshed");
+                tracing::debug!(
+                    namespace,
+                    service_account,
+                    "service-account token refreshed"
+                );
                 Ok(token)
             }
             Err(error) => {

@@ -35,9 +35,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 
 use async_trait::async_trait;
-use k8s_openapi::api::authentication::v1::{
-    BoundObjectReference, TokenRequest, TokenRequestSpec,
-};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Volume};
 use serde_json::{json, Value};
 
@@ -370,11 +368,7 @@ async fn plan(
                         .service_account_token(namespace, service_account, &request)
                         .await
                         .map_err(VolumeError::Token)?,
-                    None => {
-                        return Err(VolumeError::Token(
-                            "the runtime has no API client".into(),
-                        ))
-                    }
+                    None => return Err(VolumeError::Token("the runtime has no API client".into())),
                 };
                 let data = answer
                     .status
