@@ -283,7 +283,7 @@ mod tests {
     #[test]
     fn less_than_ten_minutes_is_invalid_like_upstream() {
         let r = parse(&json!({"spec": {"expirationSeconds": 599}})).expect("parse");
-        let err = validate(&r).err().expect("invalid");
+        let err = validate(&r).expect_err("invalid");
         let status = err.status();
         assert_eq!(status["code"], 422);
         assert_eq!(status["reason"], "Invalid");
