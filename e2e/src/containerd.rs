@@ -4,9 +4,10 @@
 //! networks, netns, bridges, containerd) when the test ends, pass or fail.
 //!
 //! The tests FAIL (not skip) when a component is missing, naming the
-//! Debian package. Every test binary's clusters share bridge names, so a
-//! process-wide lock runs them one at a time (cargo runs test binaries one
-//! after another).
+//! Debian package. Every cluster's nodes use the same bridge names, so
+//! clusters run one at a time: a process-wide lock within a test binary,
+//! and a lock file (`/tmp/skiff-containerd-e2e.harness.lock`) across test
+//! binaries, worktrees and benchmarks on the machine.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -90,6 +91,29 @@ pub struct NodeCluster {
     pub node: AgentConfig,
     pub nodes: Vec<AgentConfig>,
     _serial: std::sync::MutexGuard<'static, ()>,
+    /// Declared last: released after the cluster is cleaned up.
+    _machine: MachineLock,
+}
+
+/// The machine-wide lock of clusters with real nodes: an exclusive
+/// `flock` on a file of its own (not inherited by children: Rust opens
+/// files close-on-exec, so no shim can keep it).
+pub struct MachineLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+
+impl MachineLock {
+    pub const PATH: &'static str = "/tmp/skiff-containerd-e2e.harness.lock";
+
+    /// Waits for the lock.
+    pub fn acquire() -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(Self::PATH)?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map(MachineLock)
+            .map_err(|(_, errno)| anyhow::anyhow!("flock {}: {errno}", Self::PATH))
+    }
 }
 
 impl NodeCluster {
@@ -102,6 +126,7 @@ impl NodeCluster {
     pub fn start_with(count: u32, extra_args: &[&str]) -> Result<Self> {
         require_components();
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let machine = MachineLock::acquire()?;
         let cluster = Cluster::start(ClusterOptions {
             nodes: count,
             runtime: "containerd",
@@ -113,6 +138,7 @@ impl NodeCluster {
             node: nodes[0].clone(),
             nodes,
             _serial: serial,
+            _machine: machine,
         };
         // The image folder is rescanned: write under a temp name, then rename.
         let images = env.data_dir().join("images");

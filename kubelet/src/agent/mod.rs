@@ -243,10 +243,12 @@ impl Agent {
             }
         };
         let connection = Connection::connect(&socket, &config.containerd_namespace).await?;
+        let stdin = crate::containerd::stdin::StdinPipes::default();
         let exec = crate::containerd::exec::ContainerdExec::new(
             connection.clone(),
             config.data_dir.join("exec"),
-        );
+        )
+        .with_stdin(stdin.clone());
         let store = Arc::new(ImageStore::new(
             connection.clone(),
             config.data_dir.join("scratch"),
@@ -299,7 +301,8 @@ impl Agent {
                 },
             )
             .await?
-            .with_image_manager(Arc::new(puller)),
+            .with_image_manager(Arc::new(puller))
+            .with_stdin(stdin),
         );
         let server = start_server(&mut config)
             .await?

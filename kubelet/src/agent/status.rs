@@ -158,24 +158,35 @@ pub fn is_terminal(phase: &str) -> bool {
     matches!(phase, "Succeeded" | "Failed")
 }
 
-/// The QoS class: Guaranteed when every container limits cpu and memory
-/// with requests equal to limits, BestEffort when none requests or limits
-/// anything, else Burstable.
+/// The QoS class: Guaranteed when every container (init containers
+/// included, as Kubernetes counts them) limits cpu and memory with requests
+/// equal to limits, BestEffort when none requests or limits anything, else
+/// Burstable. Quantities compare by value (`1` equals `1000m`).
 pub fn qos_class(pod: &Pod) -> &'static str {
-    let containers = pod.spec.iter().flat_map(|s| s.containers.iter());
+    let containers = pod.spec.iter().flat_map(|s| {
+        s.containers
+            .iter()
+            .chain(s.init_containers.iter().flatten())
+    });
     let (mut any, mut guaranteed) = (false, true);
+    let value = |q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>| {
+        q.and_then(|q| crate::containerd::spec::parse_quantity(&q.0))
+    };
     for container in containers {
         let resources = container.resources.as_ref();
-        let limits = resources.and_then(|r| r.limits.clone()).unwrap_or_default();
-        let requests = resources
-            .and_then(|r| r.requests.clone())
-            .unwrap_or_default();
-        let relevant = |k: &String| k == "cpu" || k == "memory";
-        any |= limits.keys().any(relevant) || requests.keys().any(relevant);
+        let limits = resources.and_then(|r| r.limits.as_ref());
+        let requests = resources.and_then(|r| r.requests.as_ref());
         for key in ["cpu", "memory"] {
-            let limit = limits.get(key);
-            let request = requests.get(key).or(limit);
-            if limit.is_none() || request != limit {
+            let limit = value(limits.and_then(|l| l.get(key)));
+            // A limit without a request defaults the request to it.
+            let request = value(requests.and_then(|r| r.get(key))).or(limit);
+            any |= limit.is_some() || request.is_some();
+            let equal = match (request, limit) {
+                // Parsed decimals: equal up to rounding.
+                (Some(r), Some(l)) => (r - l).abs() <= 1e-9 * r.abs().max(l.abs()).max(1.0),
+                _ => false,
+            };
+            if !equal {
                 guaranteed = false;
             }
         }
@@ -635,6 +646,21 @@ mod tests {
         assert_eq!(qos_class(&p), "Guaranteed");
         let spec = p.spec.as_mut().expect("spec");
         spec.containers = vec![with(&[], &[("cpu", "100m")])];
+        assert_eq!(qos_class(&p), "Burstable");
+        // Requests equal to limits by value, not by spelling.
+        let spec = p.spec.as_mut().expect("spec");
+        spec.containers = vec![with(
+            &[("cpu", "1"), ("memory", "1Gi")],
+            &[("cpu", "1000m"), ("memory", "1073741824")],
+        )];
+        assert_eq!(qos_class(&p), "Guaranteed");
+        // An init container without limits makes the pod Burstable; one
+        // with requests makes a BestEffort pod Burstable.
+        let spec = p.spec.as_mut().expect("spec");
+        spec.init_containers = Some(vec![with(&[], &[("memory", "10Mi")])]);
+        assert_eq!(qos_class(&p), "Burstable");
+        let spec = p.spec.as_mut().expect("spec");
+        spec.containers = vec![with(&[], &[])];
         assert_eq!(qos_class(&p), "Burstable");
     }
 }
