@@ -677,8 +677,10 @@ mod tests {
 
     #[test]
     fn an_evicted_pod_is_failed_not_ready_and_a_disruption_target() {
-        let mut pod = Pod::default();
-        pod.spec = Some(PodSpec::default());
+        let pod = Pod {
+            spec: Some(PodSpec::default()),
+            ..Default::default()
+        };
         let now = Time(Timestamp::now());
         let running = pod_status(StatusInput {
             pod: &pod,

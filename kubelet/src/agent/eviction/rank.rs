@@ -83,7 +83,7 @@ fn true_first(a: bool, b: bool) -> Ordering {
 /// request, then lower priority, then the largest use above the request.
 /// BestEffort pods (no requests) using any memory thus go before
 /// Burstable and Guaranteed pods within their requests.
-pub fn rank_memory<'a>(pods: &mut [&'a Pod], stats: &HashMap<&str, &PodStats>) {
+pub fn rank_memory(pods: &mut [&Pod], stats: &HashMap<&str, &PodStats>) {
     pods.sort_by(|a, b| {
         let (ua, ub) = (memory_usage(stats, a), memory_usage(stats, b));
         let (ra, rb) = (pod_request(a, "memory"), pod_request(b, "memory"));
@@ -242,10 +242,11 @@ mod tests {
 
     #[test]
     fn pods_are_ranked_as_the_kubelet_ranks_them_under_memory_pressure() {
+        /// (name, memory request, priority, working set in Mi or no stats)
+        type Row = (&'static str, Option<&'static str>, Option<i32>, Option<u64>);
         struct Case {
             name: &'static str,
-            /// (name, memory request, priority, working set in Mi or no stats)
-            pods: Vec<(&'static str, Option<&'static str>, Option<i32>, Option<u64>)>,
+            pods: Vec<Row>,
             expected: Vec<&'static str>,
         }
         let cases = vec![
