@@ -25,6 +25,10 @@ pub const NODE: &str = "skiff-node";
 /// The busybox test image every cluster has.
 pub const IMAGE: &str = "skiff-busybox:e2e";
 
+/// The eviction thresholds of the test clusters' nodes (disk signals
+/// off, as in kind).
+pub const E2E_EVICTION_HARD: &str = "memory.available<100Mi";
+
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Panics naming the Debian package when a component is missing, or when
@@ -127,10 +131,18 @@ impl NodeCluster {
         require_components();
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let machine = MachineLock::acquire()?;
+        let mut args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+        if !args.iter().any(|a| a == "--eviction-hard") {
+            // As kind configures its nodes: a test host's disk may be
+            // fuller than the kubelet's 10%/15% free-space thresholds, and
+            // DiskPressure would then refuse every pod. Memory keeps
+            // Kubernetes' default threshold.
+            args.extend(["--eviction-hard".to_string(), E2E_EVICTION_HARD.to_string()]);
+        }
         let cluster = Cluster::start(ClusterOptions {
             nodes: count,
             runtime: "containerd",
-            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            extra_args: args,
         })?;
         let nodes = node_configs(cluster.data_dir.path(), count);
         let env = NodeCluster {

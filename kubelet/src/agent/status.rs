@@ -323,6 +323,43 @@ pub fn pod_status(input: StatusInput<'_>) -> PodStatus {
     }
 }
 
+/// The status of a pod the kubelet killed itself (node-pressure
+/// eviction): `status` made `Failed` with `reason` and `message`, not
+/// ready, with a `DisruptionTarget` condition (reason
+/// `TerminationByKubelet`) as Kubernetes 1.33 adds it.
+pub fn evicted_status(mut status: PodStatus, reason: &str, message: &str, now: Time) -> PodStatus {
+    status.phase = Some("Failed".to_string());
+    status.reason = Some(reason.to_string());
+    status.message = Some(message.to_string());
+    let mut conditions = status.conditions.take().unwrap_or_default();
+    for condition in conditions.iter_mut() {
+        let not_ready = matches!(
+            condition.type_.as_str(),
+            "Ready" | "ContainersReady" | "PodReadyToStartContainers"
+        );
+        if not_ready && condition.status != "False" {
+            condition.status = "False".to_string();
+            condition.last_transition_time = Some(now.clone());
+            if condition.type_ != "PodReadyToStartContainers" {
+                condition.reason = Some("PodFailed".to_string());
+                condition.message = None;
+            }
+        }
+    }
+    conditions.retain(|c| c.type_ != "DisruptionTarget");
+    conditions.push(PodCondition {
+        type_: "DisruptionTarget".to_string(),
+        status: "True".to_string(),
+        reason: Some("TerminationByKubelet".to_string()),
+        message: Some(message.to_string()),
+        last_transition_time: Some(now),
+        last_probe_time: None,
+        observed_generation: None,
+    });
+    status.conditions = Some(conditions);
+    status
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -662,5 +699,44 @@ mod tests {
         let spec = p.spec.as_mut().expect("spec");
         spec.containers = vec![with(&[], &[])];
         assert_eq!(qos_class(&p), "Burstable");
+    }
+
+    #[test]
+    fn an_evicted_pod_is_failed_not_ready_and_a_disruption_target() {
+        let pod = Pod {
+            spec: Some(PodSpec::default()),
+            ..Default::default()
+        };
+        let now = Time(Timestamp::now());
+        let running = pod_status(StatusInput {
+            pod: &pod,
+            containers: vec![running("app", true)],
+            init_containers: vec![],
+            pod_ip: Some("10.244.0.5"),
+            host_ip: "10.0.0.1",
+            now: now.clone(),
+        });
+        let status = evicted_status(
+            running,
+            "Evicted",
+            "The node was low on resource: memory. ",
+            now,
+        );
+        assert_eq!(status.phase.as_deref(), Some("Failed"));
+        assert_eq!(status.reason.as_deref(), Some("Evicted"));
+        let conditions = status.conditions.unwrap_or_default();
+        let find = |kind: &str| conditions.iter().find(|c| c.type_ == kind);
+        assert_eq!(find("Ready").map(|c| c.status.as_str()), Some("False"));
+        assert_eq!(
+            find("ContainersReady").map(|c| c.status.as_str()),
+            Some("False")
+        );
+        let target = find("DisruptionTarget").expect("a DisruptionTarget condition");
+        assert_eq!(target.status, "True");
+        assert_eq!(target.reason.as_deref(), Some("TerminationByKubelet"));
+        assert_eq!(
+            target.message.as_deref(),
+            Some("The node was low on resource: memory. ")
+        );
     }
 }
