@@ -250,16 +250,18 @@ async fn agent_one(runtime: &str, pods: u32) -> Result<AgentSample> {
         }
         tokio::time::sleep(Duration::from_secs(10)).await;
         let agent_mib = rss_kib(agent_pid)? as f64 / 1024.0;
-        let socket = agent_dir.path().join("containerd");
-        let containerd_mib = e2e::containerd::pids_with_cmdline(&socket.display().to_string())
-            .into_iter()
-            .filter(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .is_ok_and(|c| c.trim() == "containerd")
-            })
-            .filter_map(|pid| u32::try_from(pid).ok().and_then(|pid| rss_kib(pid).ok()))
-            .max()
-            .map(|kib| kib as f64 / 1024.0);
+        // The agent's private containerd runs with its config under the
+        // agent's data dir.
+        let containerd_mib =
+            e2e::containerd::pids_with_cmdline(&agent_dir.path().display().to_string())
+                .into_iter()
+                .filter(|pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                        .is_ok_and(|c| c.trim() == "containerd")
+                })
+                .filter_map(|pid| u32::try_from(pid).ok().and_then(|pid| rss_kib(pid).ok()))
+                .max()
+                .map(|kib| kib as f64 / 1024.0);
         Ok(AgentSample {
             agent_mib,
             containerd_mib,
@@ -271,7 +273,8 @@ async fn agent_one(runtime: &str, pods: u32) -> Result<AgentSample> {
         let _ = child.wait();
     }
     if runtime == "containerd" {
-        let _ = kubelet::agent::cleanup::remove_node(agent_dir.path()).await;
+        let node_dir = agent_dir.path().join("nodes").join("bench-agent");
+        let _ = kubelet::agent::cleanup::remove_node(&node_dir).await;
     }
     let _ = server.kill();
     let _ = server.wait();
