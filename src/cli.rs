@@ -91,6 +91,10 @@ pub struct ControlPlaneArgs {
     /// The IPv4 range Service ClusterIPs are allocated from.
     #[arg(long, default_value = "10.96.0.0/16", value_parser = parse_service_cidr)]
     pub service_cluster_ip_range: apiserver::allocator::ServiceCidr,
+    /// The `iss` of service-account tokens; tokens must also carry it as an
+    /// audience to authenticate to the API server.
+    #[arg(long, default_value = apiserver::serviceaccount::DEFAULT_ISSUER)]
+    pub service_account_issuer: String,
     /// A folder of YAML manifests applied at start and whenever a file changes.
     #[arg(long, value_name = "DIR")]
     pub manifests: Option<PathBuf>,
@@ -113,6 +117,34 @@ pub struct UpArgs {
     pub dns: ClusterDnsArgs,
     #[command(flatten)]
     pub registries: RegistryArgs,
+    #[command(flatten)]
+    pub eviction: EvictionArgs,
+}
+
+/// Node-pressure eviction flags of the nodes (the kubelet's names).
+#[derive(Debug, Clone, Args)]
+pub struct EvictionArgs {
+    /// Hard eviction thresholds: SIGNAL<QUANTITY or SIGNAL<PERCENT%, comma
+    /// separated (signals: memory.available, nodefs.available,
+    /// nodefs.inodesFree, imagefs.available, imagefs.inodesFree). Replaces
+    /// the defaults (memory.available<100Mi,nodefs.available<10%,
+    /// imagefs.available<15%,nodefs.inodesFree<5%): signals not named are
+    /// off, and 0% turns one off.
+    #[arg(long, value_name = "THRESHOLDS")]
+    pub eviction_hard: Option<kubelet::EvictionThresholds>,
+    /// How often the nodes compare their signals with the thresholds (for
+    /// tests; Kubernetes: 10s).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s", hide = true)]
+    pub eviction_monitoring_interval: Duration,
+}
+
+impl Default for EvictionArgs {
+    fn default() -> Self {
+        Self {
+            eviction_hard: None,
+            eviction_monitoring_interval: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Image registry flags of the nodes.
@@ -191,6 +223,8 @@ pub struct AgentArgs {
     pub dns: ClusterDnsArgs,
     #[command(flatten)]
     pub registries: RegistryArgs,
+    #[command(flatten)]
+    pub eviction: EvictionArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -375,5 +409,56 @@ mod tests {
     #[test]
     fn a_bad_runtime_is_rejected() {
         assert!(Cli::try_parse_from(["skiff", "up", "--runtime", "docker"]).is_err());
+    }
+
+    #[test]
+    fn eviction_hard_parses_on_up_and_agent_and_a_bad_value_says_what_to_write() {
+        let cli = Cli::try_parse_from([
+            "skiff",
+            "up",
+            "--eviction-hard",
+            "memory.available<1Gi,nodefs.available<0%",
+            "--eviction-monitoring-interval",
+            "2s",
+        ]);
+        let Ok(Cli {
+            command: Command::Up(up),
+        }) = cli
+        else {
+            panic!("did not parse: {cli:?}")
+        };
+        assert_eq!(
+            up.eviction.eviction_hard.map(|t| t.to_string()).as_deref(),
+            Some("memory.available<1Gi")
+        );
+        assert_eq!(
+            up.eviction.eviction_monitoring_interval,
+            Duration::from_secs(2)
+        );
+        let agent = Cli::try_parse_from([
+            "skiff",
+            "agent",
+            "--server",
+            "https://127.0.0.1:6443",
+            "--token-file",
+            "t",
+            "--node-name",
+            "n1",
+            "--eviction-hard",
+            "nodefs.available<5%",
+        ]);
+        assert!(agent.is_ok(), "{agent:?}");
+        let Err(error) = Cli::try_parse_from(["skiff", "up", "--eviction-hard", "memory<1Gi"])
+        else {
+            panic!("a bad signal parsed")
+        };
+        let message = error.to_string();
+        let first = message.lines().next().unwrap_or_default();
+        assert!(first.contains("--eviction-hard"), "{message}");
+        assert!(
+            first.contains("unknown eviction signal \"memory\"")
+                && first.contains("use memory.available"),
+            "{message}"
+        );
     }
 }

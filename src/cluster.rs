@@ -193,6 +193,7 @@ fn server_config(
         default_not_ready_toleration_seconds: cp.default_not_ready_toleration_seconds,
         default_unreachable_toleration_seconds: cp.default_unreachable_toleration_seconds,
         service_cidr: cp.service_cluster_ip_range,
+        service_account_issuer: cp.service_account_issuer.clone(),
     }
 }
 
@@ -296,6 +297,8 @@ async fn serve_control_plane(cp: &ControlPlaneArgs, up: Option<&UpArgs>) -> Resu
                 runtime: up.runtime,
                 containerd_address: up.containerd_address.clone(),
                 insecure_registries: up.registries.insecure_registries.clone(),
+                eviction_hard: up.eviction.eviction_hard.clone(),
+                eviction_monitoring_interval: up.eviction.eviction_monitoring_interval,
                 cluster_dns: Some(dns.config().cluster_dns_ip.to_string()),
                 cluster_domain: dns.cluster_domain.clone(),
                 request_counters: service_proxy.as_ref().map(|p| {
@@ -404,6 +407,8 @@ async fn agent(args: AgentArgs) -> Result<()> {
         runtime: args.runtime,
         containerd_address: args.containerd_address.clone(),
         insecure_registries: args.registries.insecure_registries.clone(),
+        eviction_hard: args.eviction.eviction_hard.clone(),
+        eviction_monitoring_interval: args.eviction.eviction_monitoring_interval,
         cluster_dns: Some(dns.config().cluster_dns_ip.to_string()),
         cluster_domain: dns.cluster_domain.clone(),
         request_counters: service_proxy.as_ref().map(|p| {

@@ -1,7 +1,8 @@
 //! Authentication (bearer tokens) and the authorization hook.
 //!
-//! Tokens live in a file under the data dir, one `token,user,group1|group2`
-//! per line. A request without a valid token gets 401; the health endpoints
+//! Static tokens live in a file under the data dir, one
+//! `token,user,group1|group2` per line; service-account JWTs (see
+//! [`crate::serviceaccount`]) are accepted too. A request without a valid token gets 401; the health endpoints
 //! stay open for probes. Authorization is a trait so a later RBAC issue can
 //! plug in; today every authenticated user may do everything.
 
@@ -100,6 +101,7 @@ impl TokenAuthenticator {
 #[derive(Clone)]
 pub struct Auth {
     pub authenticator: TokenAuthenticator,
+    pub service_accounts: Option<crate::serviceaccount::ServiceAccountAuthenticator>,
     pub authorizer: Arc<dyn Authorizer>,
 }
 
@@ -121,8 +123,12 @@ pub async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let Some(user) = auth.authenticator.authenticate(header) else {
-        return ApiError::Unauthorized.into_response();
+    let user = match auth.authenticator.authenticate(header) {
+        Some(user) => user,
+        None => match service_account_user(&auth, header).await {
+            Some(user) => user,
+            None => return ApiError::Unauthorized.into_response(),
+        },
     };
     if !auth
         .authorizer
@@ -138,6 +144,22 @@ pub async fn authenticate(State(auth): State<Auth>, mut req: Request, next: Next
     }
     req.extensions_mut().insert(user);
     next.run(req).await
+}
+
+/// The service account a bearer JWT stands for, if it is one and still valid.
+async fn service_account_user(auth: &Auth, header: Option<&str>) -> Option<UserInfo> {
+    let sa = auth.service_accounts.as_ref()?;
+    let token = header?.strip_prefix("Bearer ")?.trim();
+    if !crate::serviceaccount::looks_like_jwt(token) {
+        return None;
+    }
+    match sa.authenticate(token).await {
+        Ok(user) => Some(user),
+        Err(error) => {
+            tracing::debug!(%error, "service-account token refused");
+            None
+        }
+    }
 }
 
 /// A random token (32 hex characters).

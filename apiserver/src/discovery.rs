@@ -322,6 +322,17 @@ pub const EXTRA_SUBRESOURCES: &[(&str, &str, SubresourceDef)] = &[
             verbs: &["create", "get"],
         },
     ),
+    (
+        "",
+        "serviceaccounts",
+        SubresourceDef {
+            name: "token",
+            group: "authentication.k8s.io",
+            version: "v1",
+            kind: "TokenRequest",
+            verbs: &["create"],
+        },
+    ),
 ];
 
 /// Every subresource of `def`, in the order discovery lists them.

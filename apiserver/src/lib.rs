@@ -24,6 +24,7 @@ pub mod registry;
 pub mod request;
 pub mod selector;
 pub mod server;
+pub mod serviceaccount;
 pub mod store;
 pub mod table;
 pub mod tls;

@@ -76,7 +76,8 @@ const fn typed<T: Resource + JsonSchema>() -> TypedKind {
 /// change here.
 const TYPED_KINDS: &[TypedKind] = {
     use k8s_openapi::api::{
-        admissionregistration::v1 as admission, apps::v1 as apps, autoscaling::v1 as autoscaling1,
+        admissionregistration::v1 as admission, apps::v1 as apps,
+        authentication::v1 as authentication, autoscaling::v1 as autoscaling1,
         autoscaling::v2 as autoscaling2, batch::v1 as batch, certificates::v1 as certificates,
         coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
         events::v1 as events, networking::v1 as networking, node::v1 as node, policy::v1 as policy,
@@ -106,6 +107,7 @@ const TYPED_KINDS: &[TypedKind] = {
         typed::<apps::Deployment>(),
         typed::<apps::ReplicaSet>(),
         typed::<apps::StatefulSet>(),
+        typed::<authentication::TokenRequest>(),
         typed::<autoscaling1::HorizontalPodAutoscaler>(),
         typed::<autoscaling1::Scale>(),
         typed::<autoscaling2::HorizontalPodAutoscaler>(),

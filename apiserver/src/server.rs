@@ -56,6 +56,9 @@ pub struct Config {
     pub default_unreachable_toleration_seconds: i64,
     /// The Service ClusterIP range (`--service-cluster-ip-range`).
     pub service_cidr: crate::allocator::ServiceCidr,
+    /// The `iss` of service-account tokens (`--service-account-issuer`), also
+    /// the audience tokens must carry to authenticate (`--api-audiences`).
+    pub service_account_issuer: String,
 }
 
 /// Errors that stop the server from starting.
@@ -72,6 +75,8 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("TLS setup failed: {0}")]
     Tls(#[from] tls::TlsError),
+    #[error("service-account token setup failed: {0}")]
+    ServiceAccountTokens(#[from] crate::serviceaccount::TokenError),
     #[error("bootstrap failed: {0}")]
     Bootstrap(String),
 }
@@ -124,6 +129,15 @@ pub async fn app_with_metrics(
     let registry = Arc::new(Registry::builtin());
     let cache = WatchCache::start(store.clone(), "/registry/", config.watch_cache_events).await?;
     let namespaces = crate::namespaces::NamespaceCache::start(store.clone(), cache.clone()).await?;
+    let pki_dir = config.pki_dir.clone();
+    let issuer = config.service_account_issuer.clone();
+    let sa_tokens = Arc::new(
+        tokio::task::spawn_blocking(move || {
+            crate::serviceaccount::ServiceAccountTokens::load_or_create(&pki_dir, &issuer)
+        })
+        .await
+        .map_err(|e| ServerError::Bootstrap(e.to_string()))??,
+    );
     let state = ApiState {
         store: store.clone(),
         registry: registry.clone(),
@@ -141,6 +155,7 @@ pub async fn app_with_metrics(
             crate::nodeclient::NodeClient::from_pki(&Pki::in_dir(&config.pki_dir)),
             crate::metrics_api::AgentsConfig::default(),
         )),
+        service_account_tokens: sa_tokens.clone(),
     };
     let api = handlers::router(state);
     let ready_store = store.clone();
@@ -166,6 +181,10 @@ pub async fn app_with_metrics(
         .with_state(metrics.clone());
     let auth = Auth {
         authenticator: config.tokens.clone(),
+        service_accounts: Some(crate::serviceaccount::ServiceAccountAuthenticator {
+            tokens: sa_tokens,
+            store: store.clone(),
+        }),
         authorizer: Arc::new(AllowAuthenticated),
     };
     let inner = api.clone().merge(metrics_route);

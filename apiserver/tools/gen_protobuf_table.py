@@ -49,6 +49,7 @@ ROOTS = [
     ("scheduling.k8s.io/v1", "PriorityClass", "api::scheduling::v1::PriorityClass"),
     ("policy/v1", "Eviction", "api::policy::v1::Eviction"),
     ("policy/v1", "PodDisruptionBudget", "api::policy::v1::PodDisruptionBudget"),
+    ("authentication.k8s.io/v1", "TokenRequest", "api::authentication::v1::TokenRequest"),
     ("*", "DeleteOptions", "apimachinery::pkg::apis::meta::v1::DeleteOptions"),
 ]
 

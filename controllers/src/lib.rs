@@ -1,6 +1,7 @@
 //! skiff's controller manager: ReplicaSets, Deployments, DaemonSets, Jobs,
 //! garbage collection, namespace and node lifecycle, taint eviction,
-//! Endpoints/EndpointSlices, and HorizontalPodAutoscalers.
+//! Endpoints/EndpointSlices, HorizontalPodAutoscalers, and each namespace's
+//! `default` ServiceAccount.
 //!
 //! Owns: one reconcile loop per controller, built on `kube-runtime`. Talks to
 //! the cluster only through the Kubernetes API with `kube`; it must never depend
@@ -21,6 +22,7 @@ mod podutil;
 mod podwatch;
 pub mod replicaset;
 mod resources;
+pub mod serviceaccount;
 pub mod tainteviction;
 pub mod taints;
 
@@ -100,6 +102,7 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
     spawn!("daemonset", daemonset::run);
     spawn!("job", job::run);
     spawn!("horizontal-pod-autoscaler", hpa::run);
+    spawn!("serviceaccount", serviceaccount::run);
     for (name, task) in tasks {
         task.await.map_err(|source| Error::Task { name, source })?;
     }

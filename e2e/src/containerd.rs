@@ -4,9 +4,10 @@
 //! networks, netns, bridges, containerd) when the test ends, pass or fail.
 //!
 //! The tests FAIL (not skip) when a component is missing, naming the
-//! Debian package. Every test binary's clusters share bridge names, so a
-//! process-wide lock runs them one at a time (cargo runs test binaries one
-//! after another).
+//! Debian package. Every cluster's nodes use the same bridge names, so
+//! clusters run one at a time: a process-wide lock within a test binary,
+//! and a lock file (`/tmp/skiff-containerd-e2e.harness.lock`) across test
+//! binaries, worktrees and benchmarks on the machine.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -23,6 +24,10 @@ use crate::{wait_for, Cluster, ClusterOptions};
 pub const NODE: &str = "skiff-node";
 /// The busybox test image every cluster has.
 pub const IMAGE: &str = "skiff-busybox:e2e";
+
+/// The eviction thresholds of the test clusters' nodes (disk signals
+/// off, as in kind).
+pub const E2E_EVICTION_HARD: &str = "memory.available<100Mi";
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -90,6 +95,29 @@ pub struct NodeCluster {
     pub node: AgentConfig,
     pub nodes: Vec<AgentConfig>,
     _serial: std::sync::MutexGuard<'static, ()>,
+    /// Declared last: released after the cluster is cleaned up.
+    _machine: MachineLock,
+}
+
+/// The machine-wide lock of clusters with real nodes: an exclusive
+/// `flock` on a file of its own (not inherited by children: Rust opens
+/// files close-on-exec, so no shim can keep it).
+pub struct MachineLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+
+impl MachineLock {
+    pub const PATH: &'static str = "/tmp/skiff-containerd-e2e.harness.lock";
+
+    /// Waits for the lock.
+    pub fn acquire() -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(Self::PATH)?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map(MachineLock)
+            .map_err(|(_, errno)| anyhow::anyhow!("flock {}: {errno}", Self::PATH))
+    }
 }
 
 impl NodeCluster {
@@ -102,10 +130,19 @@ impl NodeCluster {
     pub fn start_with(count: u32, extra_args: &[&str]) -> Result<Self> {
         require_components();
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let machine = MachineLock::acquire()?;
+        let mut args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+        if !args.iter().any(|a| a == "--eviction-hard") {
+            // As kind configures its nodes: a test host's disk may be
+            // fuller than the kubelet's 10%/15% free-space thresholds, and
+            // DiskPressure would then refuse every pod. Memory keeps
+            // Kubernetes' default threshold.
+            args.extend(["--eviction-hard".to_string(), E2E_EVICTION_HARD.to_string()]);
+        }
         let cluster = Cluster::start(ClusterOptions {
             nodes: count,
             runtime: "containerd",
-            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            extra_args: args,
         })?;
         let nodes = node_configs(cluster.data_dir.path(), count);
         let env = NodeCluster {
@@ -113,6 +150,7 @@ impl NodeCluster {
             node: nodes[0].clone(),
             nodes,
             _serial: serial,
+            _machine: machine,
         };
         // The image folder is rescanned: write under a temp name, then rename.
         let images = env.data_dir().join("images");

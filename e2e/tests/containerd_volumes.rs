@@ -1,5 +1,6 @@
-//! Pod volumes, env `valueFrom`, memory limits and OOM kills on real
-//! containerd nodes (`skiff up --runtime containerd`).
+//! Pod volumes (projected service-account tokens included), env
+//! `valueFrom`, memory limits and OOM kills on real containerd nodes
+//! (`skiff up --runtime containerd`).
 //!
 //! Each test reads what the containers saw through `kubectl logs`, so it
 //! proves what a user's process finds in its file system and environment.
@@ -238,9 +239,9 @@ spec:
     expect("LABELS", "app=\"vol\",tier=\"front\"");
     expect("DOWNWARD_NAME", "vol");
     expect("DOWNWARD_MEM", "48");
-    // projected: configMap + secret + downwardAPI; no TokenRequest API.
+    // projected: configMap + secret + downwardAPI + a service-account token.
     expect("PROJECTED", "blue/hunter2/default");
-    expect("PROJECTED_TOKEN", "absent");
+    expect("PROJECTED_TOKEN", "present");
     // emptyDir medium Memory is a tmpfs; hostPath is the host's dir.
     expect("SCRATCH_FS", "tmpfs");
     // Secrets live on a tmpfs, never on the node's disk; configMaps on disk.
@@ -265,16 +266,6 @@ spec:
     expect("URL", "http://vol:8080/$(UNDEFINED)");
     // The memory limit is in the container's cgroup.
     expect("CGROUP_MEMORY_LIMIT", &(48 * 1024 * 1024).to_string());
-    // The skipped token source is explained by an event.
-    let events = env.events("vol")?;
-    assert!(
-        events
-            .iter()
-            .any(|(reason, message)| reason == "FailedMount"
-                && message.contains("serviceAccountToken")),
-        "{events:?}"
-    );
-
     // Deleting the pod removes its emptyDir volumes and unmounts the tmpfs.
     let pod_dir = env.node.data_dir.join("pods").join(&uid);
     assert!(pod_dir
@@ -379,6 +370,180 @@ spec:
         "configMap update seen in the container after {:?}",
         updated.elapsed()
     );
+    Ok(())
+}
+
+/// The claims of a JWT (not verified: the API server does that).
+fn jwt_claims(token: &str) -> Result<serde_json::Value> {
+    let part = token.split('.').nth(1).context("not a JWT")?;
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import base64,sys; s=sys.argv[1]; print(base64.urlsafe_b64decode(s + '=' * (-len(s) % 4)).decode())",
+            part,
+        ])
+        .output()
+        .context("cannot run python3")?;
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// The HTTP code of `GET path` on the API server with `token` (curl, trusting the CA).
+fn api_code(env: &NodeCluster, path: &str, token: &str) -> Result<String> {
+    let ca = env.data_dir().join("pki").join("ca.crt");
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+            "--cacert",
+        ])
+        .arg(&ca)
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("{}{path}", env.cluster().url()))
+        .output()
+        .context("cannot run curl")?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[test]
+fn a_projected_service_account_token_authenticates_as_the_pod_for_its_audience_only() -> Result<()>
+{
+    let env = NodeCluster::start()?;
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: robot
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: tokens
+spec:
+  serviceAccountName: robot
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: sa
+    projected:
+      defaultMode: 0440
+      sources:
+      - serviceAccountToken: {{path: token}}
+      - serviceAccountToken: {{path: vault/token, audience: vault, expirationSeconds: 600}}
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+    volumeMounts: [{{name: sa, mountPath: /var/run/secrets/tokens}}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: ghostly
+spec:
+  serviceAccountName: ghost
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: sa
+    projected:
+      sources:
+      - serviceAccountToken: {{path: token}}
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+    volumeMounts: [{{name: sa, mountPath: /var/run/secrets/tokens}}]
+"#
+    );
+    env.apply(&manifest)?;
+    let pod = env.wait_running("tokens", Duration::from_secs(90))?;
+    let uid = pod.metadata.uid.clone().context("uid")?;
+    let token = env
+        .kubectl(&[
+            "exec",
+            "tokens",
+            "--",
+            "cat",
+            "/var/run/secrets/tokens/token",
+        ])?
+        .trim()
+        .to_string();
+    let vault = env
+        .kubectl(&[
+            "exec",
+            "tokens",
+            "--",
+            "cat",
+            "/var/run/secrets/tokens/vault/token",
+        ])?
+        .trim()
+        .to_string();
+    let mode = env.kubectl(&[
+        "exec",
+        "tokens",
+        "--",
+        "sh",
+        "-c",
+        "ls -lL /var/run/secrets/tokens/token | cut -c1-10",
+    ])?;
+    assert_eq!(mode.trim(), "-r--r-----", "the volume's defaultMode");
+
+    let claims = jwt_claims(&token)?;
+    assert_eq!(
+        claims["sub"], "system:serviceaccount:default:robot",
+        "{claims}"
+    );
+    assert_eq!(
+        claims["aud"],
+        serde_json::json!(["https://kubernetes.default.svc.cluster.local"])
+    );
+    assert_eq!(claims["kubernetes.io"]["pod"]["name"], "tokens", "{claims}");
+    assert_eq!(
+        claims["kubernetes.io"]["pod"]["uid"],
+        uid.as_str(),
+        "{claims}"
+    );
+    let lifetime = claims["exp"].as_i64().unwrap_or(0) - claims["iat"].as_i64().unwrap_or(0);
+    assert_eq!(lifetime, 3600, "the default expirationSeconds");
+    let vault_claims = jwt_claims(&vault)?;
+    assert_eq!(vault_claims["aud"], serde_json::json!(["vault"]));
+    let vault_lifetime =
+        vault_claims["exp"].as_i64().unwrap_or(0) - vault_claims["iat"].as_i64().unwrap_or(0);
+    assert_eq!(vault_lifetime, 600);
+
+    // From the host: the pod's token authenticates; the vault one is for someone else.
+    let pods = "/api/v1/namespaces/default/pods";
+    assert_eq!(api_code(&env, pods, &token)?, "200");
+    assert_eq!(api_code(&env, pods, &vault)?, "401");
+
+    // A pod whose service account does not exist waits, with the kubelet's message.
+    let (reason, message) = wait_for(
+        "ghostly to wait CreateContainerConfigError",
+        Duration::from_secs(30),
+        || Ok(waiting(&env.pod("ghostly")?)),
+    )?;
+    assert_eq!(reason, "CreateContainerConfigError");
+    assert_eq!(
+        message,
+        "failed to fetch token: serviceaccounts \"ghost\" not found"
+    );
+    let events = env.events("ghostly")?;
+    assert!(
+        events.iter().any(|(reason, message)| reason == "Failed"
+            && message == "Error: failed to fetch token: serviceaccounts \"ghost\" not found"),
+        "{events:?}"
+    );
+    env.apply("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: ghost}\n")?;
+    env.wait_running("ghostly", Duration::from_secs(30))?;
+
+    // Deleting the pod invalidates its token.
+    env.kubectl(&["delete", "pod", "tokens", "--wait=true", "--timeout=60s"])?;
+    assert_eq!(api_code(&env, pods, &token)?, "401");
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use e2e::containerd::{block_on, NodeCluster, IMAGE};
+use e2e::wait_for;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams, TerminalSize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -395,7 +396,7 @@ spec:
 }
 
 #[test]
-fn kubectl_port_forward_tunnels_connections_to_a_pod_port() -> Result<()> {
+fn kubectl_port_forward_tunnels_connections_to_a_port_on_the_pods_loopback() -> Result<()> {
     let env = NodeCluster::start()?;
     env.apply(&format!(
         r#"apiVersion: v1
@@ -407,15 +408,30 @@ spec:
   - name: httpd
     image: {IMAGE}
     imagePullPolicy: Never
-    command: ["sh", "-c", "mkdir -p /srv && echo hello-through-the-tunnel > /srv/index.html && busybox seq 1 100000 > /srv/big.txt && exec httpd -f -p 8080 -h /srv"]
+    command: ["sh", "-c", "mkdir -p /srv && echo hello-through-the-tunnel > /srv/index.html && busybox seq 1 100000 > /srv/big.txt && exec httpd -f -p 127.0.0.1:8080 -h /srv"]
 "#
     ))?;
-    if let Err(error) = env.wait_running("web", Duration::from_secs(90)) {
-        let pod = env
-            .kubectl(&["get", "pod", "web", "-o", "yaml"])
-            .unwrap_or_default();
-        anyhow::bail!("{error:#}\n{pod}");
-    }
+    let pod = match env.wait_running("web", Duration::from_secs(90)) {
+        Ok(pod) => pod,
+        Err(error) => {
+            let pod = env
+                .kubectl(&["get", "pod", "web", "-o", "yaml"])
+                .unwrap_or_default();
+            anyhow::bail!("{error:#}\n{pod}");
+        }
+    };
+    // The server listens on the pod's loopback only: its IP refuses, as
+    // Kubernetes' port-forward (which connects from inside the pod's
+    // network namespace) still gets through.
+    let pod_ip = e2e::containerd::pod_ip(&pod).context("pod IP")?;
+    ensure!(
+        std::net::TcpStream::connect_timeout(
+            &format!("{pod_ip}:8080").parse()?,
+            Duration::from_secs(2)
+        )
+        .is_err(),
+        "the pod's IP answered on 8080; the test needs a loopback-only port"
+    );
     let local = e2e::free_port()?;
     let mut child = Command::new("kubectl")
         .env("KUBECONFIG", env.cluster().kubeconfig())
@@ -471,4 +487,84 @@ spec:
         );
     }
     result
+}
+
+#[test]
+fn kubectl_attach_i_feeds_the_containers_stdin_and_stdin_once_closes_it_after_the_session(
+) -> Result<()> {
+    let env = NodeCluster::start()?;
+    env.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: reader}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: read
+    image: {IMAGE}
+    imagePullPolicy: Never
+    stdin: true
+    stdinOnce: true
+    command: ["sh", "-c", "echo ready; while read line; do echo \"got: $line\"; done; echo 'stdin closed'; exec sleep 3600"]
+"#
+    ))?;
+    env.wait_running("reader", Duration::from_secs(60))?;
+    wait_for("the reader to start", Duration::from_secs(10), || {
+        Ok(env
+            .kubectl(&["logs", "reader"])?
+            .contains("ready")
+            .then_some(()))
+    })?;
+    // Nothing was sent yet: the container is still reading its stdin.
+    ensure!(!env.kubectl(&["logs", "reader"])?.contains("stdin closed"));
+
+    let mut child = Command::new("kubectl")
+        .env("KUBECONFIG", env.cluster().kubeconfig())
+        .args(["attach", "-i", "reader"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("kubectl attach -i")?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    {
+        use std::io::Write;
+        let mut input = child.stdin.take().context("stdin")?;
+        // Give the session a moment to open before typing.
+        std::thread::sleep(Duration::from_millis(500));
+        input.write_all(b"hello\nworld\n")?;
+        // Dropping `input` ends kubectl's stdin: the session's stdin ends.
+    }
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seen.iter().any(|l: &String| l == "got: world") && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line);
+        }
+    }
+    // Disconnect the session. stdinOnce: the container then reads EOF.
+    let _ = child.kill();
+    let output = child.wait_with_output()?;
+    ensure!(
+        seen.iter().any(|l| l == "got: hello") && seen.iter().any(|l| l == "got: world"),
+        "attach did not echo the input: {seen:?}; stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let logs = wait_for("stdin closed by stdinOnce", Duration::from_secs(20), || {
+        let logs = env.kubectl(&["logs", "reader"])?;
+        Ok(logs.contains("stdin closed").then_some(logs))
+    })?;
+    ensure!(
+        logs.contains("got: hello\ngot: world\nstdin closed"),
+        "{logs}"
+    );
+    Ok(())
 }

@@ -100,6 +100,9 @@ pub trait PluginExec: Send + Sync + 'static {
     ) -> Result<PluginOutput, CniError>;
 }
 
+/// Where `ip netns` keeps named network namespaces.
+pub const NETNS_DIR: &str = "/run/netns";
+
 /// Creates and deletes named network namespaces.
 #[async_trait]
 pub trait NetnsOps: Send + Sync + 'static {
@@ -109,7 +112,7 @@ pub trait NetnsOps: Send + Sync + 'static {
     async fn delete(&self, name: &str) -> Result<(), CniError>;
     /// The path of namespace `name`.
     fn path(&self, name: &str) -> PathBuf {
-        Path::new("/run/netns").join(name)
+        Path::new(NETNS_DIR).join(name)
     }
 }
 

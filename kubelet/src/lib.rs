@@ -18,7 +18,7 @@ pub mod sim;
 pub mod stats;
 mod time;
 
-pub use agent::{Agent, AgentConfig, AgentError};
+pub use agent::{Agent, AgentConfig, AgentError, EvictionThresholds, ThresholdError};
 pub use sim::{run_sim_nodes, SimConfig, SimNode};
 pub use stats::{PodRequestCount, RequestCounters};
 

@@ -22,6 +22,10 @@ pub struct NodeOptions {
     pub containerd_address: Option<PathBuf>,
     /// Registries pulled from over plain HTTP (`--insecure-registry`).
     pub insecure_registries: Vec<String>,
+    /// Hard eviction thresholds (`--eviction-hard`; the kubelet's defaults
+    /// when `None`) and how often they are checked.
+    pub eviction_hard: Option<kubelet::EvictionThresholds>,
+    pub eviction_monitoring_interval: std::time::Duration,
     /// The cluster DNS IP and domain written into pods' resolv.conf.
     pub cluster_dns: Option<String>,
     pub cluster_domain: String,
@@ -80,6 +84,10 @@ fn agent_configs(
             config.cluster_dns = opts.cluster_dns.clone();
             config.cluster_domain = opts.cluster_domain.clone();
             config.insecure_registries = opts.insecure_registries.clone();
+            if let Some(thresholds) = &opts.eviction_hard {
+                config.eviction_hard = thresholds.clone();
+            }
+            config.eviction_monitoring_interval = opts.eviction_monitoring_interval;
             if i == 0 {
                 config.request_counters = opts.request_counters.clone();
             }
@@ -196,6 +204,12 @@ mod tests {
             runtime: crate::cli::Runtime::Containerd,
             containerd_address: None,
             insecure_registries: vec!["127.0.0.1:5000".to_string()],
+            eviction_hard: Some(
+                "memory.available<1Gi"
+                    .parse()
+                    .unwrap_or_else(|_| kubelet::EvictionThresholds::none()),
+            ),
+            eviction_monitoring_interval: std::time::Duration::from_secs(2),
             cluster_dns: Some("10.96.0.10".to_string()),
             cluster_domain: "cluster.local".to_string(),
             request_counters: None,
@@ -213,6 +227,15 @@ mod tests {
         assert_eq!(configs[1].containerd_namespace, "skiff-skiff-node-1");
         assert_eq!(configs[0].images_dir, Some(PathBuf::from("/d/images")));
         assert_eq!(configs[1].insecure_registries, vec!["127.0.0.1:5000"]);
+        assert_eq!(
+            configs[1].eviction_hard.to_string(),
+            "memory.available<1Gi",
+            "--eviction-hard reaches every node"
+        );
+        assert_eq!(
+            configs[0].eviction_monitoring_interval,
+            std::time::Duration::from_secs(2)
+        );
     }
 
     #[test]

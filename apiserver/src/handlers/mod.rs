@@ -7,6 +7,7 @@ mod read;
 mod services;
 mod stream;
 mod subresource;
+mod token_request;
 mod watch;
 mod write;
 
@@ -53,6 +54,8 @@ pub struct ApiState {
     pub namespaces: crate::namespaces::NamespaceCache,
     /// The node agents (pods/log, metrics APIs).
     pub agents: Arc<crate::metrics_api::Agents>,
+    /// Signs TokenRequests (`serviceaccounts/token`).
+    pub service_account_tokens: Arc<crate::serviceaccount::ServiceAccountTokens>,
 }
 
 /// The whole API as an axum router (authentication and metrics layers are

@@ -1,5 +1,6 @@
 //! Subresources: `status`, `scale`, `binding`, `eviction`, a pod's `log`
-//! (see [`super::pod_log`]), and a namespace's `finalize`.
+//! (see [`super::pod_log`]), a service account's `token` (see
+//! [`super::token_request`]) and a namespace's `finalize`.
 
 use axum::body::Bytes;
 use axum::http::{Method, StatusCode};
@@ -49,6 +50,13 @@ pub(crate) async fn handle(
             .map(IntoResponse::into_response),
         ("log", &Method::GET) if ctx.def.kind == "Pod" && ctx.def.group.is_empty() => {
             super::pod_log::pod_log(ctx, name).await
+        }
+        ("token", &Method::POST)
+            if ctx.def.kind == "ServiceAccount" && ctx.def.group.is_empty() =>
+        {
+            super::token_request::create(ctx, name, body)
+                .await
+                .map(IntoResponse::into_response)
         }
         ("finalize", &Method::PUT) if ctx.def.kind == "Namespace" => {
             finalize_namespace(ctx, name, body)

@@ -93,3 +93,9 @@ fn kubectl_bodies_start_with_the_magic_and_name_their_kind() {
         .unwrap_or_default();
     assert_eq!(keys.get(..2), Some(&["apiVersion", "kind"][..]));
 }
+// kubectl create token robot --duration 10m --bound-object-kind Pod --bound-object-name web --bound-object-uid abc
+// (the JSON is the Go struct's encoding: kubectl create token has no --dry-run)
+fixture!(
+    kubectl_create_token_sends_a_protobuf_token_request,
+    "tokenrequest"
+);

@@ -39,6 +39,7 @@ pub(super) static ROOTS: &[Root] = &[
     Root { api_version: "scheduling.k8s.io/v1", kind: "PriorityClass", message: 249 },
     Root { api_version: "policy/v1", kind: "Eviction", message: 250 },
     Root { api_version: "policy/v1", kind: "PodDisruptionBudget", message: 253 },
+    Root { api_version: "authentication.k8s.io/v1", kind: "TokenRequest", message: 256 },
     Root { api_version: "*", kind: "DeleteOptions", message: 251 },
 ];
 
@@ -1915,5 +1916,29 @@ pub(super) static MESSAGES: &[Message] = &[
         f(5, "desiredHealthy", I32, 0),
         f(6, "expectedPods", I32, 0),
         f(7, "conditions", Msg(163), REPEATED|OMITEMPTY),
+    ] },
+    // 256: api::authentication::v1::TokenRequest
+    Message { name: "TokenRequest", fields: &[
+        f(1, "metadata", Msg(1), OMITEMPTY),
+        f(2, "spec", Msg(257), 0),
+        f(3, "status", Msg(259), OMITEMPTY),
+    ] },
+    // 257: api::authentication::v1::TokenRequestSpec
+    Message { name: "TokenRequestSpec", fields: &[
+        f(1, "audiences", Str, REPEATED),
+        f(3, "boundObjectRef", Msg(258), POINTER),
+        f(4, "expirationSeconds", I64, POINTER),
+    ] },
+    // 258: api::authentication::v1::BoundObjectReference
+    Message { name: "BoundObjectReference", fields: &[
+        f(1, "kind", Str, OMITEMPTY),
+        f(2, "apiVersion", Str, OMITEMPTY),
+        f(3, "name", Str, OMITEMPTY),
+        f(4, "uid", Str, OMITEMPTY),
+    ] },
+    // 259: api::authentication::v1::TokenRequestStatus
+    Message { name: "TokenRequestStatus", fields: &[
+        f(1, "token", Str, 0),
+        f(2, "expirationTimestamp", Time, 0),
     ] },
 ];

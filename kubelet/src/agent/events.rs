@@ -1,5 +1,5 @@
-//! core/v1 Events about a pod's containers, as the kubelet records them
-//! (`Unhealthy`, `Killing`), so `kubectl describe pod` shows why a
+//! core/v1 Events about a pod's containers (and the node), as the kubelet
+//! records them (`Unhealthy`, `Killing`, `Evicted`), so `kubectl describe pod` shows why a
 //! container was restarted or is not ready. Best effort: a failed write is
 //! logged and dropped.
 
@@ -44,6 +44,21 @@ impl PodEvents {
         }
     }
 
+    /// Records events about the Node itself (in `default`, as the
+    /// kubelet does).
+    pub(crate) fn for_node(client: Client, node: &str) -> Self {
+        Self {
+            client,
+            node: node.to_string(),
+            pod: ObjectReference {
+                kind: Some("Node".to_string()),
+                name: Some(node.to_string()),
+                uid: Some(node.to_string()),
+                ..Default::default()
+            },
+        }
+    }
+
     /// Records `reason`/`message` about `container` in the background.
     pub(crate) fn publish(&self, container: &str, type_: EventType, reason: &str, message: String) {
         let namespace = self
@@ -54,7 +69,7 @@ impl PodEvents {
         let now = Timestamp::now();
         let name = format!(
             "{}.{:x}{:04x}",
-            self.pod.name.as_deref().unwrap_or("pod"),
+            self.pod.name.as_deref().unwrap_or("object"),
             now.as_nanosecond(),
             SEQUENCE.fetch_add(1, Ordering::Relaxed) & 0xffff
         );

@@ -7,8 +7,9 @@
 //! `images_dir`, sets up registry pulls ([`pulls`]: pull policy, pull
 //! secrets, ImagePullBackOff), and registers the Node (real capacity, its own podCIDR)
 //! and its Lease. [`Agent::run`] then heartbeats the Lease, refreshes the
-//! node status, rescans the image folder, and runs one worker per bound pod
-//! (see [`pods`] and [`worker`]).
+//! node status, rescans the image folder, runs one worker per bound pod
+//! (see [`pods`] and [`worker`]), and evicts pods when the node runs low on
+//! memory ([`eviction`], `--eviction-hard`).
 //!
 //! Talks to the cluster only through the API (`kube`); never depends on
 //! the `apiserver` crate.
@@ -16,6 +17,7 @@
 pub mod backoff;
 pub mod cleanup;
 mod events;
+pub mod eviction;
 mod images;
 pub mod node;
 mod pod_api;
@@ -24,15 +26,19 @@ mod preflight;
 pub mod probe;
 mod pulls;
 pub mod status;
+mod tokens;
 mod worker;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::Client;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cni::{CniConfig, CniNetwork, PodNetwork};
 use crate::containerd::pod_runtime::PodRuntime;
@@ -42,6 +48,7 @@ use crate::containerd::{
     ManagedContainerd,
 };
 pub use backoff::BackoffConfig;
+pub use eviction::{EvictionThresholds, ThresholdError};
 
 /// Configuration of one real node.
 #[derive(Debug, Clone)]
@@ -99,6 +106,12 @@ pub struct AgentConfig {
     pub client_ca: Option<Vec<Vec<u8>>>,
     /// Per-pod request counters of the service proxy, served as rates.
     pub request_counters: Option<Arc<dyn crate::stats::RequestCounters>>,
+    /// Hard eviction thresholds (kubelet `--eviction-hard`; Kubernetes'
+    /// defaults when unset).
+    pub eviction_hard: EvictionThresholds,
+    /// How often the signals are compared with the thresholds (Kubernetes:
+    /// 10 s).
+    pub eviction_monitoring_interval: Duration,
 }
 
 impl AgentConfig {
@@ -131,6 +144,8 @@ impl AgentConfig {
             server_port: 0,
             client_ca: None,
             request_counters: None,
+            eviction_hard: EvictionThresholds::default(),
+            eviction_monitoring_interval: eviction::MONITORING_INTERVAL,
         }
     }
 
@@ -243,10 +258,12 @@ impl Agent {
             }
         };
         let connection = Connection::connect(&socket, &config.containerd_namespace).await?;
+        let stdin = crate::containerd::stdin::StdinPipes::default();
         let exec = crate::containerd::exec::ContainerdExec::new(
             connection.clone(),
             config.data_dir.join("exec"),
-        );
+        )
+        .with_stdin(stdin.clone());
         let store = Arc::new(ImageStore::new(
             connection.clone(),
             config.data_dir.join("scratch"),
@@ -299,7 +316,8 @@ impl Agent {
                 },
             )
             .await?
-            .with_image_manager(Arc::new(puller)),
+            .with_image_manager(Arc::new(puller))
+            .with_stdin(stdin),
         );
         let server = start_server(&mut config)
             .await?
@@ -348,17 +366,42 @@ impl Agent {
                 None => std::future::pending().await,
             }
         };
+        let (pressure, pressure_rx) = watch::channel(eviction::NodePressure::default());
         let context = Arc::new(worker::NodeContext {
             name: config.node_name.clone(),
             host_ip: config.host_ip.clone(),
             backoff: config.crash_loop_backoff,
+            pressure: pressure_rx.clone(),
         });
+        let (sampler, stats, source) = stats_sampler(&config, runtime.clone());
+        let (commands, commands_rx) = mpsc::channel(8);
+        let evictions = eviction::EvictionManager::new(
+            config.eviction_hard.clone(),
+            config.eviction_monitoring_interval,
+            AgentEvictionHost {
+                config: config.clone(),
+                commands,
+                node_events: events::PodEvents::for_node(client.clone(), &config.node_name),
+            },
+            stats.clone(),
+            pressure,
+        );
+        let stats_for_server = stats;
+        let serve = async {
+            match server {
+                Some(server) => {
+                    tokio::join!(sampler.run(), server.serve(stats_for_server, source));
+                }
+                None => sampler.run().await,
+            }
+        };
         tokio::select! {
             () = renew_lease_forever(client.clone(), config.clone()) => {}
-            () = node::update_forever(client.clone(), config.clone(), version) => {}
+            () = node::update_forever(client.clone(), config.clone(), version, pressure_rx) => {}
             () = rescans => {}
-            () = serve_stats(&config, runtime.clone(), server) => {}
-            () = pods::PodManager::new(client, context, runtime).run() => {}
+            () = serve => {}
+            () = evictions.run() => {}
+            () = pods::PodManager::new(client, context, runtime, commands_rx).run() => {}
         }
     }
 }
@@ -394,11 +437,15 @@ async fn start_server(
     Ok(Some(server))
 }
 
-/// Samples container stats every second and serves the agent's API.
-async fn serve_stats(
+/// The stats sampler (every second, from cgroups) of the node's
+/// containers; its handle feeds the agent's API and the eviction manager.
+fn stats_sampler(
     config: &AgentConfig,
     runtime: Arc<ContainerdRuntime>,
-    server: Option<crate::server::Server>,
+) -> (
+    crate::stats::Sampler,
+    crate::stats::StatsHandle,
+    Arc<dyn crate::stats::ContainerSource>,
 ) {
     let runtime_config = ContainerdRuntimeConfig::new(&config.data_dir);
     let source: Arc<dyn crate::stats::ContainerSource> = Arc::new(
@@ -417,11 +464,63 @@ async fn serve_stats(
         source.clone(),
         config.request_counters.clone(),
     );
-    match server {
-        Some(server) => {
-            tokio::join!(sampler.run(), server.serve(handle, source));
+    (sampler, handle, source)
+}
+
+/// The real node as the eviction manager sees it: the machine's signals,
+/// and the pods through the pod manager.
+struct AgentEvictionHost {
+    config: AgentConfig,
+    commands: mpsc::Sender<pods::PodCommand>,
+    node_events: events::PodEvents,
+}
+
+/// How long an eviction may take (the kubelet waits 30 s for a pod's
+/// cleanup).
+const EVICTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[async_trait]
+impl eviction::EvictionHost for AgentEvictionHost {
+    async fn observe(&self) -> eviction::Observations {
+        node::measure(&self.config).await.observations()
+    }
+
+    async fn active_pods(&self) -> Vec<Pod> {
+        let (reply, pods) = oneshot::channel();
+        if self
+            .commands
+            .send(pods::PodCommand::Active(reply))
+            .await
+            .is_err()
+        {
+            return Vec::new();
         }
-        None => sampler.run().await,
+        pods.await.unwrap_or_default()
+    }
+
+    async fn evict(&self, pod: &Pod, message: String) -> bool {
+        let (done, evicted) = oneshot::channel();
+        let command = pods::PodCommand::Evict {
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            message,
+            done,
+        };
+        if self.commands.send(command).await.is_err() {
+            return false;
+        }
+        matches!(
+            tokio::time::timeout(EVICTION_TIMEOUT, evicted).await,
+            Ok(Ok(true))
+        )
+    }
+
+    fn threshold_met(&self, resource: &str) {
+        self.node_events.publish(
+            "",
+            events::EventType::Warning,
+            "EvictionThresholdMet",
+            format!("Attempting to reclaim {resource}"),
+        );
     }
 }
 

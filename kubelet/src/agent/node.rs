@@ -1,8 +1,9 @@
 //! The Node object of a real node: capacity read from the machine
 //! (`available_parallelism`, `/proc/meminfo`, the data dir's filesystem),
 //! allocatable minus the configured reservation, the pressure conditions
-//! measured against Kubernetes' default eviction thresholds, and its
-//! registration and periodic status refresh.
+//! measured against the node's hard eviction thresholds
+//! ([`super::eviction`], `--eviction-hard`), and its registration and
+//! periodic status refresh (at once when the pressure changes).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,12 +17,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
 
+use super::eviction::{NodePressure, Observation, Observations};
 use super::AgentConfig;
-
-/// `memory.available<100Mi` (the kubelet's default hard eviction threshold).
-const MEMORY_AVAILABLE_THRESHOLD: u64 = 100 * 1024 * 1024;
-/// `nodefs.available<10%`.
-const DISK_AVAILABLE_PERCENT: u64 = 10;
 
 /// What the machine offers, measured once per status update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,6 +33,10 @@ pub struct Machine {
     pub disk_total: u64,
     /// Free space there, bytes.
     pub disk_available: u64,
+    /// Inodes of the data dir's filesystem.
+    pub inodes_total: u64,
+    /// Free inodes there.
+    pub inodes_free: u64,
 }
 
 /// A `/proc/meminfo` field in bytes.
@@ -51,18 +52,42 @@ impl Machine {
     pub fn measure(data_dir: &Path) -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let (disk_total, disk_available) = nix::sys::statvfs::statvfs(data_dir)
-            .map(|s| {
-                let frag = s.fragment_size();
-                (s.blocks() * frag, s.blocks_available() * frag)
-            })
-            .unwrap_or((0, 0));
+        let (disk_total, disk_available, inodes_total, inodes_free) =
+            nix::sys::statvfs::statvfs(data_dir)
+                .map(|s| {
+                    let frag = s.fragment_size();
+                    (
+                        s.blocks() * frag,
+                        s.blocks_available() * frag,
+                        s.files(),
+                        s.files_free(),
+                    )
+                })
+                .unwrap_or((0, 0, 0, 0));
         Self {
             cpus,
             memory_total: meminfo_field(&meminfo, "MemTotal:").unwrap_or(0),
             memory_available: meminfo_field(&meminfo, "MemAvailable:").unwrap_or(0),
             disk_total,
             disk_available,
+            inodes_total,
+            inodes_free,
+        }
+    }
+
+    /// The eviction signals this measurement gives (none where the
+    /// capacity could not be read).
+    pub fn observations(&self) -> Observations {
+        let observe = |available, capacity| {
+            (capacity > 0).then_some(Observation {
+                available,
+                capacity,
+            })
+        };
+        Observations {
+            memory: observe(self.memory_available, self.memory_total),
+            nodefs: observe(self.disk_available, self.disk_total),
+            nodefs_inodes: observe(self.inodes_free, self.inodes_total),
         }
     }
 }
@@ -97,9 +122,10 @@ pub fn status(config: &AgentConfig, machine: &Machine, runtime_version: &str) ->
         last_heartbeat_time: Some(now.clone()),
         last_transition_time: Some(now.clone()),
     };
-    let memory_pressure = machine.memory_available < MEMORY_AVAILABLE_THRESHOLD;
-    let disk_pressure = machine.disk_total > 0
-        && machine.disk_available * 100 < machine.disk_total * DISK_AVAILABLE_PERCENT;
+    let NodePressure {
+        memory: memory_pressure,
+        disk: disk_pressure,
+    } = config.eviction_hard.pressure(&machine.observations());
     let arch = std::env::consts::ARCH
         .replace("x86_64", "amd64")
         .replace("aarch64", "arm64");
@@ -255,14 +281,28 @@ pub async fn register(
     .map(|_| ())
 }
 
-/// Writes the node's status every `node_status_update_frequency`.
-pub async fn update_forever(client: Client, config: AgentConfig, runtime_version: String) {
+/// Writes the node's status every `node_status_update_frequency`, and at
+/// once when the eviction manager sees the pressure change.
+pub async fn update_forever(
+    client: Client,
+    config: AgentConfig,
+    runtime_version: String,
+    mut pressure: tokio::sync::watch::Receiver<NodePressure>,
+) {
     let api: Api<Node> = Api::all(client);
     let mut interval = tokio::time::interval(config.node_status_update_frequency);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await;
+    pressure.mark_unchanged();
+    let mut pressure_open = true;
     loop {
-        interval.tick().await;
+        tokio::select! {
+            _ = interval.tick() => {}
+            changed = pressure.changed(), if pressure_open => {
+                pressure_open = changed.is_ok();
+                interval.reset();
+            }
+        }
         let machine = measure(&config).await;
         let patch = serde_json::json!({ "status": status(&config, &machine, &runtime_version) });
         if let Err(error) = api
@@ -304,6 +344,8 @@ mod tests {
             memory_available: 2 * GIB,
             disk_total: 100 * GIB,
             disk_available: 50 * GIB,
+            inodes_total: 1000,
+            inodes_free: 900,
         };
         let node = build(&config, &machine, "containerd://1.6.20");
         let status = node.status.as_ref().expect("status");
@@ -336,10 +378,41 @@ mod tests {
             memory_available: 50 * 1024 * 1024,
             disk_total: 100 * GIB,
             disk_available: 5 * GIB,
+            inodes_total: 1000,
+            inodes_free: 900,
         };
         let status = status(&config, &machine, "containerd://1.6.20");
         assert_eq!(cond(&status, "MemoryPressure").status, "True");
         assert_eq!(cond(&status, "DiskPressure").status, "True");
+    }
+
+    #[test]
+    fn the_configured_thresholds_decide_the_pressure_conditions(
+    ) -> Result<(), super::super::eviction::ThresholdError> {
+        let machine = Machine {
+            cpus: 1,
+            memory_total: GIB,
+            memory_available: 512 * 1024 * 1024,
+            disk_total: 100 * GIB,
+            disk_available: GIB,
+            inodes_total: 1000,
+            inodes_free: 10,
+        };
+        let mut config = AgentConfig::new("n1", Path::new("/data"), 0);
+        // kind's setting: a full disk is no pressure.
+        config.eviction_hard = "memory.available<1Gi,nodefs.available<0%".parse()?;
+        let low_memory = status(&config, &machine, "containerd://1.6.20");
+        assert_eq!(cond(&low_memory, "MemoryPressure").status, "True");
+        assert_eq!(
+            cond(&low_memory, "MemoryPressure").reason.as_deref(),
+            Some("KubeletHasInsufficientMemory")
+        );
+        assert_eq!(cond(&low_memory, "DiskPressure").status, "False");
+        config.eviction_hard = "nodefs.inodesFree<5%".parse()?;
+        let few_inodes = status(&config, &machine, "containerd://1.6.20");
+        assert_eq!(cond(&few_inodes, "MemoryPressure").status, "False");
+        assert_eq!(cond(&few_inodes, "DiskPressure").status, "True");
+        Ok(())
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //!
 //! After the first list, pods the runtime still runs but the API no longer
 //! has (deleted while the agent was down) are stopped and removed.
+//!
+//! The eviction manager reaches the pods through [`PodCommand`]s: the
+//! active pods, and evicting one (done by its worker).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -18,11 +21,12 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
-use tokio::sync::{broadcast, watch, Notify};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use super::worker::{NodeContext, Worker};
+use super::status::is_terminal;
+use super::worker::{EvictRequest, NodeContext, Worker};
 use crate::containerd::pod_runtime::PodRuntime;
 
 /// Grace given to containers of pods deleted while the agent was down.
@@ -31,7 +35,21 @@ const ORPHAN_GRACE: Duration = Duration::from_secs(2);
 struct WorkerHandle {
     pod: watch::Sender<Option<Pod>>,
     wake: Arc<Notify>,
+    evict: mpsc::Sender<EvictRequest>,
     task: JoinHandle<()>,
+}
+
+/// What the eviction manager asks of the node's pods.
+#[derive(Debug)]
+pub(crate) enum PodCommand {
+    /// The pods whose workers run and whose phase is not final.
+    Active(oneshot::Sender<Vec<Pod>>),
+    /// Evict the pod with this UID (its worker answers `done`).
+    Evict {
+        uid: String,
+        message: String,
+        done: oneshot::Sender<bool>,
+    },
 }
 
 /// Dispatches pod events and container exits to per-pod workers.
@@ -40,6 +58,7 @@ pub(crate) struct PodManager<R: PodRuntime> {
     node: Arc<NodeContext>,
     runtime: Arc<R>,
     workers: HashMap<String, WorkerHandle>,
+    commands: mpsc::Receiver<PodCommand>,
 }
 
 impl<R: PodRuntime> Drop for PodManager<R> {
@@ -51,12 +70,18 @@ impl<R: PodRuntime> Drop for PodManager<R> {
 }
 
 impl<R: PodRuntime> PodManager<R> {
-    pub(crate) fn new(client: Client, node: Arc<NodeContext>, runtime: Arc<R>) -> Self {
+    pub(crate) fn new(
+        client: Client,
+        node: Arc<NodeContext>,
+        runtime: Arc<R>,
+        commands: mpsc::Receiver<PodCommand>,
+    ) -> Self {
         Self {
             client,
             node,
             runtime,
             workers: HashMap::new(),
+            commands,
         }
     }
 
@@ -69,8 +94,13 @@ impl<R: PodRuntime> PodManager<R> {
         let mut exits = self.runtime.exits();
         let mut listing: Option<HashSet<String>> = None;
         let mut cleaned_orphans = false;
+        let mut commands_open = true;
         loop {
             tokio::select! {
+                command = self.commands.recv(), if commands_open => match command {
+                    Some(command) => self.command(command),
+                    None => commands_open = false,
+                },
                 event = events.next() => match event {
                     None => return,
                     Some(Ok(watcher::Event::Init)) => listing = Some(HashSet::new()),
@@ -122,6 +152,31 @@ impl<R: PodRuntime> PodManager<R> {
         }
     }
 
+    fn command(&self, command: PodCommand) {
+        match command {
+            PodCommand::Active(reply) => {
+                let active = self
+                    .workers
+                    .values()
+                    .filter(|w| !w.task.is_finished())
+                    .filter_map(|w| w.pod.borrow().clone())
+                    .filter(|pod| {
+                        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+                        !phase.is_some_and(is_terminal)
+                    })
+                    .collect();
+                let _ = reply.send(active);
+            }
+            PodCommand::Evict { uid, message, done } => {
+                // A worker gone or busy with another eviction drops `done`:
+                // the manager reads that as "not evicted".
+                if let Some(worker) = self.workers.get(&uid) {
+                    let _ = worker.evict.try_send(EvictRequest { message, done });
+                }
+            }
+        }
+    }
+
     fn apply(&mut self, pod: Pod) {
         let Some(uid) = pod.metadata.uid.clone() else {
             return;
@@ -136,12 +191,14 @@ impl<R: PodRuntime> PodManager<R> {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let (pod_tx, pod_rx) = watch::channel(Some(pod));
         let wake = Arc::new(Notify::new());
+        let (evict, evictions) = mpsc::channel(1);
         let worker = Worker::new(
             self.runtime.clone(),
             Api::namespaced(self.client.clone(), &namespace),
             self.node.clone(),
             pod_rx,
             wake.clone(),
+            evictions,
         );
         let task = tokio::spawn(worker.run());
         self.workers.insert(
@@ -149,6 +206,7 @@ impl<R: PodRuntime> PodManager<R> {
             WorkerHandle {
                 pod: pod_tx,
                 wake,
+                evict,
                 task,
             },
         );

@@ -158,24 +158,35 @@ pub fn is_terminal(phase: &str) -> bool {
     matches!(phase, "Succeeded" | "Failed")
 }
 
-/// The QoS class: Guaranteed when every container limits cpu and memory
-/// with requests equal to limits, BestEffort when none requests or limits
-/// anything, else Burstable.
+/// The QoS class: Guaranteed when every container (init containers
+/// included, as Kubernetes counts them) limits cpu and memory with requests
+/// equal to limits, BestEffort when none requests or limits anything, else
+/// Burstable. Quantities compare by value (`1` equals `1000m`).
 pub fn qos_class(pod: &Pod) -> &'static str {
-    let containers = pod.spec.iter().flat_map(|s| s.containers.iter());
+    let containers = pod.spec.iter().flat_map(|s| {
+        s.containers
+            .iter()
+            .chain(s.init_containers.iter().flatten())
+    });
     let (mut any, mut guaranteed) = (false, true);
+    let value = |q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>| {
+        q.and_then(|q| crate::containerd::spec::parse_quantity(&q.0))
+    };
     for container in containers {
         let resources = container.resources.as_ref();
-        let limits = resources.and_then(|r| r.limits.clone()).unwrap_or_default();
-        let requests = resources
-            .and_then(|r| r.requests.clone())
-            .unwrap_or_default();
-        let relevant = |k: &String| k == "cpu" || k == "memory";
-        any |= limits.keys().any(relevant) || requests.keys().any(relevant);
+        let limits = resources.and_then(|r| r.limits.as_ref());
+        let requests = resources.and_then(|r| r.requests.as_ref());
         for key in ["cpu", "memory"] {
-            let limit = limits.get(key);
-            let request = requests.get(key).or(limit);
-            if limit.is_none() || request != limit {
+            let limit = value(limits.and_then(|l| l.get(key)));
+            // A limit without a request defaults the request to it.
+            let request = value(requests.and_then(|r| r.get(key))).or(limit);
+            any |= limit.is_some() || request.is_some();
+            let equal = match (request, limit) {
+                // Parsed decimals: equal up to rounding.
+                (Some(r), Some(l)) => (r - l).abs() <= 1e-9 * r.abs().max(l.abs()).max(1.0),
+                _ => false,
+            };
+            if !equal {
                 guaranteed = false;
             }
         }
@@ -310,6 +321,43 @@ pub fn pod_status(input: StatusInput<'_>) -> PodStatus {
             .then_some(input.init_containers),
         ..Default::default()
     }
+}
+
+/// The status of a pod the kubelet killed itself (node-pressure
+/// eviction): `status` made `Failed` with `reason` and `message`, not
+/// ready, with a `DisruptionTarget` condition (reason
+/// `TerminationByKubelet`) as Kubernetes 1.33 adds it.
+pub fn evicted_status(mut status: PodStatus, reason: &str, message: &str, now: Time) -> PodStatus {
+    status.phase = Some("Failed".to_string());
+    status.reason = Some(reason.to_string());
+    status.message = Some(message.to_string());
+    let mut conditions = status.conditions.take().unwrap_or_default();
+    for condition in conditions.iter_mut() {
+        let not_ready = matches!(
+            condition.type_.as_str(),
+            "Ready" | "ContainersReady" | "PodReadyToStartContainers"
+        );
+        if not_ready && condition.status != "False" {
+            condition.status = "False".to_string();
+            condition.last_transition_time = Some(now.clone());
+            if condition.type_ != "PodReadyToStartContainers" {
+                condition.reason = Some("PodFailed".to_string());
+                condition.message = None;
+            }
+        }
+    }
+    conditions.retain(|c| c.type_ != "DisruptionTarget");
+    conditions.push(PodCondition {
+        type_: "DisruptionTarget".to_string(),
+        status: "True".to_string(),
+        reason: Some("TerminationByKubelet".to_string()),
+        message: Some(message.to_string()),
+        last_transition_time: Some(now),
+        last_probe_time: None,
+        observed_generation: None,
+    });
+    status.conditions = Some(conditions);
+    status
 }
 
 #[cfg(test)]
@@ -636,5 +684,59 @@ mod tests {
         let spec = p.spec.as_mut().expect("spec");
         spec.containers = vec![with(&[], &[("cpu", "100m")])];
         assert_eq!(qos_class(&p), "Burstable");
+        // Requests equal to limits by value, not by spelling.
+        let spec = p.spec.as_mut().expect("spec");
+        spec.containers = vec![with(
+            &[("cpu", "1"), ("memory", "1Gi")],
+            &[("cpu", "1000m"), ("memory", "1073741824")],
+        )];
+        assert_eq!(qos_class(&p), "Guaranteed");
+        // An init container without limits makes the pod Burstable; one
+        // with requests makes a BestEffort pod Burstable.
+        let spec = p.spec.as_mut().expect("spec");
+        spec.init_containers = Some(vec![with(&[], &[("memory", "10Mi")])]);
+        assert_eq!(qos_class(&p), "Burstable");
+        let spec = p.spec.as_mut().expect("spec");
+        spec.containers = vec![with(&[], &[])];
+        assert_eq!(qos_class(&p), "Burstable");
+    }
+
+    #[test]
+    fn an_evicted_pod_is_failed_not_ready_and_a_disruption_target() {
+        let pod = Pod {
+            spec: Some(PodSpec::default()),
+            ..Default::default()
+        };
+        let now = Time(Timestamp::now());
+        let running = pod_status(StatusInput {
+            pod: &pod,
+            containers: vec![running("app", true)],
+            init_containers: vec![],
+            pod_ip: Some("10.244.0.5"),
+            host_ip: "10.0.0.1",
+            now: now.clone(),
+        });
+        let status = evicted_status(
+            running,
+            "Evicted",
+            "The node was low on resource: memory. ",
+            now,
+        );
+        assert_eq!(status.phase.as_deref(), Some("Failed"));
+        assert_eq!(status.reason.as_deref(), Some("Evicted"));
+        let conditions = status.conditions.unwrap_or_default();
+        let find = |kind: &str| conditions.iter().find(|c| c.type_ == kind);
+        assert_eq!(find("Ready").map(|c| c.status.as_str()), Some("False"));
+        assert_eq!(
+            find("ContainersReady").map(|c| c.status.as_str()),
+            Some("False")
+        );
+        let target = find("DisruptionTarget").expect("a DisruptionTarget condition");
+        assert_eq!(target.status, "True");
+        assert_eq!(target.reason.as_deref(), Some("TerminationByKubelet"));
+        assert_eq!(
+            target.message.as_deref(),
+            Some("The node was low on resource: memory. ")
+        );
     }
 }

@@ -24,6 +24,12 @@
 //! A pod with a `deletionTimestamp` is stopped with its grace period, then
 //! deleted through the API (`gracePeriodSeconds=0`, UID precondition). A pod
 //! gone from the API has its containers stopped.
+//!
+//! A new pod is first admitted against the node's pressure conditions
+//! ([`super::eviction::rank::admit`]); a rejected one ends `Failed`,
+//! reason `Evicted`. The eviction manager evicts a pod through its worker
+//! ([`EvictRequest`]): the containers are killed at once, the pod ends
+//! `Failed` (reason `Evicted`, `DisruptionTarget`) and is never restarted.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,16 +39,18 @@ use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::json;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 use tracing::{info, info_span, warn, Instrument};
 
 use super::backoff::{go_duration, BackoffConfig, CrashBackoff};
 use super::events::{EventType, PodEvents};
+use super::eviction::rank::{admit, REASON as EVICTED};
+use super::eviction::NodePressure;
 use super::probe::{EventSink, Exec, ExecFactory, ProbeKind, ProbeManager, Unhealthy};
 use super::status::{
-    crash_loop_back_off, init_completed, is_terminal, pod_status, terminated_code, waiting_reason,
-    RestartPolicy, StatusInput,
+    crash_loop_back_off, evicted_status, init_completed, is_terminal, pod_status, qos_class,
+    terminated_code, waiting_reason, RestartPolicy, StatusInput,
 };
 use crate::containerd::pod_runtime::{ExecOutcome, PodRuntime};
 
@@ -74,6 +82,17 @@ pub(crate) struct NodeContext {
     pub(crate) name: String,
     pub(crate) host_ip: String,
     pub(crate) backoff: BackoffConfig,
+    /// The node's pressure conditions, as the eviction manager last saw
+    /// them (for admission).
+    pub(crate) pressure: watch::Receiver<NodePressure>,
+}
+
+/// The eviction manager's request to evict a pod: `done` gets whether it
+/// was (its containers killed and its status written or queued).
+#[derive(Debug)]
+pub(crate) struct EvictRequest {
+    pub(crate) message: String,
+    pub(crate) done: oneshot::Sender<bool>,
 }
 
 /// A failed step of a sync; the worker logs it and retries.
@@ -117,6 +136,16 @@ pub(crate) struct Worker<R: PodRuntime> {
     /// The last `CreateContainerConfigError` message recorded as an event,
     /// per container (so a retry every 2 s records one event, not many).
     config_errors: HashMap<String, String>,
+    /// Eviction requests from the eviction manager.
+    evictions: mpsc::Receiver<EvictRequest>,
+    evictions_open: bool,
+    /// An eviction request taken while waiting, served on the next turn.
+    pending_eviction: Option<EvictRequest>,
+    /// The final status of a pod the worker ended itself (evicted or
+    /// rejected) whose write failed; written on the next sync.
+    unwritten: Option<PodStatus>,
+    /// Whether the pod passed admission.
+    admitted: bool,
 }
 
 /// App or init containers (they restart differently).
@@ -218,6 +247,27 @@ fn has_api_volumes(pod: &Pod) -> bool {
         })
 }
 
+/// Whether the pod has not started on this node yet (so it goes through
+/// admission): no phase or Pending, and no container ever ran.
+fn is_new(pod: &Pod) -> bool {
+    let Some(status) = pod.status.as_ref() else {
+        return true;
+    };
+    let pending = status.phase.as_deref().is_none_or(|p| p == "Pending");
+    let ran = status
+        .container_statuses
+        .iter()
+        .chain(status.init_container_statuses.iter())
+        .flatten()
+        .any(|c| {
+            c.state.as_ref().is_some_and(|s| s.waiting.is_none())
+                || c.last_state
+                    .as_ref()
+                    .is_some_and(|s| s.terminated.is_some())
+        });
+    pending && !ran
+}
+
 fn min_wake(current: Option<Duration>, other: Duration) -> Option<Duration> {
     Some(current.map_or(other, |c| c.min(other)))
 }
@@ -229,6 +279,7 @@ impl<R: PodRuntime> Worker<R> {
         node: Arc<NodeContext>,
         pod_rx: watch::Receiver<Option<Pod>>,
         wake: Arc<Notify>,
+        evictions: mpsc::Receiver<EvictRequest>,
     ) -> Self {
         let backoff = CrashBackoff::new(node.backoff);
         let events = pod_rx
@@ -278,6 +329,11 @@ impl<R: PodRuntime> Worker<R> {
             initialized: false,
             volumes_synced: Instant::now(),
             config_errors: HashMap::new(),
+            evictions,
+            evictions_open: true,
+            pending_eviction: None,
+            unwritten: None,
+            admitted: false,
         }
     }
 
@@ -298,6 +354,13 @@ impl<R: PodRuntime> Worker<R> {
                 uid = pod.metadata.uid.as_deref().unwrap_or_default(),
                 node = %self.node.name,
             );
+            if let Some(request) = self.pending_eviction.take() {
+                let evicted = self
+                    .evict(&pod, &request.message)
+                    .instrument(span.clone())
+                    .await;
+                let _ = request.done.send(evicted);
+            }
             let wake = if pod.metadata.deletion_timestamp.is_some() {
                 match self.terminate(&pod).instrument(span).await {
                     Ok(()) => return,
@@ -342,6 +405,13 @@ impl<R: PodRuntime> Worker<R> {
                     }
                     () = self.wake.notified() => break,
                     () = &mut sleep => break,
+                    request = self.evictions.recv(), if self.evictions_open => match request {
+                        Some(request) => {
+                            self.pending_eviction = Some(request);
+                            break;
+                        }
+                        None => self.evictions_open = false,
+                    },
                 }
             }
         }
@@ -350,6 +420,9 @@ impl<R: PodRuntime> Worker<R> {
     async fn sync(&mut self, pod: &Pod) -> Result<Option<Duration>, SyncError> {
         let api_phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         if self.finished || (self.pod_ip.is_none() && api_phase.is_some_and(is_terminal)) {
+            if let Some(status) = self.unwritten.take() {
+                self.write_final(pod, status).await?;
+            }
             if !self.finished {
                 // The pod ended while the agent was away: release what is left.
                 self.runtime
@@ -359,6 +432,16 @@ impl<R: PodRuntime> Worker<R> {
                 self.finished = true;
             }
             return Ok(None);
+        }
+        if !self.admitted {
+            if is_new(pod) {
+                let pressure = *self.node.pressure.borrow();
+                if let Err(message) = admit(pod, pressure) {
+                    self.reject(pod, message).await?;
+                    return Ok(None);
+                }
+            }
+            self.admitted = true;
         }
         if self.pod_ip.is_none() || !self.not_created.is_empty() || !self.initialized {
             let started = self.runtime.start_pod(pod).await.map_err(runtime_error)?;
@@ -592,6 +675,79 @@ impl<R: PodRuntime> Worker<R> {
         }
         self.last_written = Some(status);
         Ok(())
+    }
+
+    /// Writes the status of a pod this worker ended; a failed write is
+    /// kept and retried by the next sync.
+    async fn write_final(&mut self, pod: &Pod, status: PodStatus) -> Result<(), SyncError> {
+        self.finished = true;
+        if let Err(error) = self.write(pod, status.clone()).await {
+            self.unwritten = Some(status);
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Refuses a new pod, as the kubelet's `rejectPod`: an event with
+    /// `message`, and the pod `Failed` with `Pod was rejected: {message}`.
+    async fn reject(&mut self, pod: &Pod, message: String) -> Result<(), SyncError> {
+        info!(%message, "pod rejected at admission");
+        if let Some(events) = &self.events {
+            events.publish("", EventType::Warning, EVICTED, message.clone());
+        }
+        let status = PodStatus {
+            phase: Some("Failed".to_string()),
+            reason: Some(EVICTED.to_string()),
+            message: Some(format!("Pod was rejected: {message}")),
+            qos_class: Some(qos_class(pod).to_string()),
+            ..Default::default()
+        };
+        self.write_final(pod, status).await
+    }
+
+    /// Evicts the pod for the eviction manager: an `Evicted` event, its
+    /// containers killed at once (a hard threshold gives no grace), and
+    /// the pod `Failed` for good. `false` when it already finished or its
+    /// containers could not be killed.
+    async fn evict(&mut self, pod: &Pod, message: &str) -> bool {
+        if self.finished {
+            return false;
+        }
+        if let Some(events) = &self.events {
+            events.publish("", EventType::Warning, EVICTED, message.to_string());
+        }
+        self.probes.clear();
+        let containers = match self.runtime.stop_pod(pod, Duration::ZERO).await {
+            Ok(containers) => containers,
+            Err(error) => {
+                warn!(%error, "cannot kill the containers of a pod being evicted");
+                return false;
+            }
+        };
+        let mut base = pod.clone();
+        if let Some(written) = &self.last_written {
+            base.status = Some(written.clone());
+        }
+        let init_containers = base
+            .status
+            .as_ref()
+            .and_then(|s| s.init_container_statuses.clone())
+            .unwrap_or_default();
+        let now = crate::time::now();
+        let status = pod_status(StatusInput {
+            pod: &base,
+            containers,
+            init_containers,
+            pod_ip: self.pod_ip.as_deref(),
+            host_ip: &self.node.host_ip,
+            now: now.clone(),
+        });
+        let status = evicted_status(status, EVICTED, message, now);
+        info!(%message, "pod evicted");
+        if let Err(error) = self.write_final(pod, status).await {
+            warn!(%error, "cannot write the evicted pod's status; retrying");
+        }
+        true
     }
 
     /// Stops the containers with the pod's grace period, then removes the

@@ -208,12 +208,13 @@ pub async fn create(
     Ok(())
 }
 
-/// Creates and starts the task with stdout/stderr on `fifos`; returns the
-/// init process ID.
+/// Creates and starts the task with stdout/stderr on `fifos` (and stdin
+/// on the FIFO at `stdin`, if any); returns the init process ID.
 pub async fn start(
     connection: &Connection,
     id: &str,
     fifos: &mut FifoPair,
+    stdin: Option<&std::path::Path>,
 ) -> Result<u32, ContainerError> {
     let mounts = connection
         .snapshots()
@@ -230,7 +231,7 @@ pub async fn start(
     let create = CreateTaskRequest {
         container_id: id.to_string(),
         rootfs: mounts,
-        stdin: String::new(),
+        stdin: stdin.map(|p| p.display().to_string()).unwrap_or_default(),
         stdout: fifos.stdout_path.display().to_string(),
         stderr: fifos.stderr_path.display().to_string(),
         terminal: false,

@@ -13,6 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,7 +30,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::connection::{Connection, RpcError};
 use super::containers::{self, TaskState};
 use super::labels;
-use crate::server::exec::{ExecProcess, ExecRequest, ExecRuntime, LookupError};
+use super::stdin::{StdinPipes, StdinWriter};
+use crate::server::exec::{AttachStdin, ExecProcess, ExecRequest, ExecRuntime, LookupError};
 use crate::server::stream::TerminalSize;
 
 const PROCESS_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/Process";
@@ -67,6 +69,7 @@ pub enum ExecError {
 pub struct ContainerdExec {
     connection: Connection,
     io_root: PathBuf,
+    stdin: StdinPipes,
 }
 
 impl ContainerdExec {
@@ -75,7 +78,15 @@ impl ContainerdExec {
         Self {
             connection,
             io_root,
+            stdin: StdinPipes::default(),
         }
+    }
+
+    /// Finds containers' own stdin (for attach) in `pipes`, which the
+    /// runtime fills.
+    pub fn with_stdin(mut self, pipes: StdinPipes) -> Self {
+        self.stdin = pipes;
+        self
     }
 
     async fn find_running(
@@ -282,6 +293,39 @@ impl ExecRuntime for ContainerdExec {
             ExecError::Rpc(RpcError::Call { status, .. }) => status.message().to_string(),
             other => other.to_string(),
         })
+    }
+
+    fn stdin(&self, id: &str) -> Option<Arc<dyn AttachStdin>> {
+        let writer = self.stdin.writer(id)?;
+        Some(Arc::new(ContainerStdin {
+            writer,
+            task: ProcessHandle {
+                connection: self.connection.clone(),
+                container_id: id.to_string(),
+                // The task's init process.
+                exec_id: String::new(),
+            },
+        }))
+    }
+}
+
+/// A container's own stdin, for attach.
+#[derive(Debug)]
+struct ContainerStdin {
+    writer: StdinWriter,
+    task: ProcessHandle,
+}
+
+#[async_trait]
+impl AttachStdin for ContainerStdin {
+    async fn write(&self, bytes: &[u8]) -> std::io::Result<()> {
+        self.writer.write(bytes).await
+    }
+
+    async fn session_ended(&self) {
+        if self.writer.session_ended().await {
+            self.task.close_stdin().await;
+        }
     }
 }
 

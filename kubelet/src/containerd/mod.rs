@@ -45,6 +45,7 @@ pub mod registry;
 pub mod runtime;
 pub mod spec;
 pub mod status;
+pub mod stdin;
 pub mod test_image;
 pub mod unpack;
 pub mod volumes;

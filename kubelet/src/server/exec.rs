@@ -10,9 +10,10 @@
 //! `Tasks.Exec`) and pumps stdin, stdout, stderr and resizes. `attach`
 //! streams what the container writes from now on, read from its CRI log
 //! (the runtime's stdout/stderr copier is the only reader of the
-//! container's FIFOs); it ends when the container stops. The container's
-//! own stdin is not wired (containers are started without a stdin FIFO),
-//! so attach ignores stdin input.
+//! container's FIFOs); it ends when the container stops. With `stdin`,
+//! the client's input goes to the container's own stdin when its spec
+//! asked for one (`stdin: true`; see [`AttachStdin`]); otherwise it is
+//! dropped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,6 +99,21 @@ pub trait ExecRuntime: Send + Sync + std::fmt::Debug {
     /// Starts `request` in the container with runtime ID `id`; the error
     /// says why it could not start (e.g. no such executable).
     async fn exec(&self, id: &str, request: ExecRequest) -> Result<ExecProcess, String>;
+    /// The stdin of the container with runtime ID `id`, when it was
+    /// started with one that is still open.
+    fn stdin(&self, _id: &str) -> Option<Arc<dyn AttachStdin>> {
+        None
+    }
+}
+
+/// A container's own stdin, written by attach sessions.
+#[async_trait]
+pub trait AttachStdin: Send + Sync + std::fmt::Debug {
+    /// Writes `bytes`; an error once stdin was closed.
+    async fn write(&self, bytes: &[u8]) -> std::io::Result<()>;
+    /// The session ended or its client closed stdin (`stdinOnce` then
+    /// closes the container's stdin).
+    async fn session_ended(&self);
 }
 
 impl IntoResponse for LookupError {
@@ -329,7 +345,14 @@ pub(super) async fn attach(
             return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response()
         }
     };
-    tracing::info!(%namespace, %pod, %container, "attach");
+    let stdin = match (&state.exec, options.stdin) {
+        (Some(exec), true) => match exec.find(&namespace, &pod, &container).await {
+            Ok(id) => exec.stdin(&id),
+            Err(_) => None,
+        },
+        _ => None,
+    };
+    tracing::info!(%namespace, %pod, %container, stdin = stdin.is_some(), "attach");
     let containers = state.containers.clone();
     ws.on_upgrade(move |socket| async move {
         let protocol = negotiated(&socket);
@@ -338,6 +361,7 @@ pub(super) async fn attach(
             target,
             containers,
             options,
+            stdin,
         };
         attach_session(socket, protocol, follow).await;
     })
@@ -349,6 +373,9 @@ struct AttachFollow {
     target: crate::stats::RunningContainer,
     containers: Arc<dyn ContainerSource>,
     options: StreamOptions,
+    /// The container's stdin, when the client sends input and the
+    /// container has one.
+    stdin: Option<Arc<dyn AttachStdin>>,
 }
 
 impl AttachFollow {
@@ -398,20 +425,33 @@ async fn attach_session(socket: WebSocket, protocol: Protocol, follow: AttachFol
         .map(|m| m.len())
         .unwrap_or(0);
     let (closed_tx, mut closed_rx) = oneshot::channel::<()>();
+    let stdin = follow.stdin.clone();
     let reader = tokio::spawn(async move {
         while let Some(Ok(message)) = incoming.next().await {
             match message {
                 Message::Close(_) => break,
-                Message::Binary(data) => {
-                    if let ClientMessage::Stdin(bytes) = stream::parse(protocol, &data) {
+                Message::Binary(data) => match (stream::parse(protocol, &data), &stdin) {
+                    (ClientMessage::Stdin(bytes), Some(stdin)) => {
+                        if let Err(error) = stdin.write(&bytes).await {
+                            tracing::debug!(%error, "the container's stdin is closed");
+                        }
+                    }
+                    (ClientMessage::Stdin(bytes), None) => {
                         tracing::debug!(
                             bytes = bytes.len(),
-                            "attach stdin is not wired; input dropped"
+                            "the container has no stdin; input dropped"
                         );
                     }
-                }
+                    (ClientMessage::Close(stream::STDIN), Some(stdin)) => {
+                        stdin.session_ended().await;
+                    }
+                    _ => {}
+                },
                 _ => {}
             }
+        }
+        if let Some(stdin) = &stdin {
+            stdin.session_ended().await;
         }
         let _ = closed_tx.send(());
     });

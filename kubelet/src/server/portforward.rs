@@ -4,17 +4,19 @@
 //!
 //! Each forwarded connection is a pair of client-opened streams with the
 //! same `requestid`: `streamtype: error` and `streamtype: data` naming the
-//! `port`. The agent accepts both (SYN_REPLY), connects to the pod's IP on
-//! that port, copies bytes both ways, and ends both streams (FIN) when the
-//! pod side closes; a failed connect is reported on the error stream.
+//! `port`. The agent accepts both (SYN_REPLY), connects to that port,
+//! copies bytes both ways, and ends both streams (FIN) when the pod side
+//! closes; a failed connect is reported on the error stream.
 //!
-//! Limit: the agent reaches the pod through its IP on the node's bridge
-//! (given by the API server from `status.podIP`), so a port bound only to
-//! the pod's loopback is not reachable; Kubernetes enters the pod's network
-//! namespace instead.
+//! As containerd's CRI does for Kubernetes, the connection is made to
+//! `127.0.0.1:port` from inside the pod's network namespace, so a port the
+//! pod binds only to its loopback is reachable too. A pod without a
+//! network namespace of skiff's (host-network pods, and the in-process
+//! test agents) is reached on its IP instead.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -54,18 +56,81 @@ pub(super) async fn port_forward(
         return (StatusCode::BAD_REQUEST, "the pod has no IP").into_response();
     };
     let running = state.containers.running().await;
-    if !running
+    let Some(uid) = running
         .iter()
-        .any(|c| c.namespace == namespace && c.pod == pod)
-    {
+        .find(|c| c.namespace == namespace && c.pod == pod)
+        .map(|c| c.uid.clone())
+    else {
         return (StatusCode::NOT_FOUND, "pod does not exist").into_response();
-    }
-    tracing::info!(%namespace, %pod, %pod_ip, "port-forward");
+    };
+    let sandbox = crate::cni::SandboxRef {
+        pod_uid: uid.clone(),
+    };
+    let netns = std::path::Path::new(crate::cni::NETNS_DIR).join(sandbox.netns_name());
+    let target = if netns.exists() {
+        Target::Netns {
+            path: netns,
+            pod: format!("{namespace}/{pod}, uid {uid}"),
+        }
+    } else {
+        Target::Ip(pod_ip)
+    };
+    tracing::info!(%namespace, %pod, %pod_ip, ?target, "port-forward");
     ws.protocols([PROTOCOL])
-        .on_upgrade(move |socket| session(socket, pod_ip))
+        .on_upgrade(move |socket| session(socket, target))
 }
 
-async fn session(socket: WebSocket, pod_ip: IpAddr) {
+/// Where a forwarded connection goes.
+#[derive(Debug, Clone)]
+enum Target {
+    /// `127.0.0.1` inside the network namespace at `path`, of `pod`.
+    Netns { path: PathBuf, pod: String },
+    /// The pod's IP, from the node's own namespace.
+    Ip(IpAddr),
+}
+
+impl Target {
+    async fn connect(&self, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+        match self {
+            Target::Ip(ip) => {
+                let address = SocketAddr::new(*ip, port);
+                tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(address))
+                    .await
+                    .map_err(|_| std::io::Error::other("connection timed out"))?
+            }
+            Target::Netns { path, .. } => {
+                // A socket stays in the namespace it was made in, so a
+                // short-lived thread of its own joins the pod's namespace,
+                // connects and ends: no runtime thread ever changes
+                // namespace.
+                let path = path.clone();
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                std::thread::spawn(move || {
+                    let _ = tx.send(connect_in_netns(&path, port));
+                });
+                let stream = rx
+                    .await
+                    .map_err(|_| std::io::Error::other("connect thread ended"))??;
+                stream.set_nonblocking(true)?;
+                tokio::net::TcpStream::from_std(stream)
+            }
+        }
+    }
+}
+
+/// Joins the network namespace at `path` (this thread only) and connects
+/// to its loopback.
+fn connect_in_netns(path: &std::path::Path, port: u16) -> std::io::Result<std::net::TcpStream> {
+    let netns = std::fs::File::open(path)?;
+    nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(std::io::Error::from)?;
+    std::net::TcpStream::connect_timeout(
+        &SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+        CONNECT_TIMEOUT,
+    )
+}
+
+async fn session(socket: WebSocket, target: Target) {
     let (mut sink, mut incoming) = socket.split();
     let (out, mut out_rx) = mpsc::channel::<Vec<u8>>(QUEUE);
     let writer = tokio::spawn(async move {
@@ -128,7 +193,7 @@ async fn session(socket: WebSocket, pod_ip: IpAddr) {
                             let (tx, rx) = mpsc::channel(QUEUE);
                             to_pod.insert(stream_id, tx);
                             let forward = Forward {
-                                pod_ip,
+                                target: target.clone(),
                                 port,
                                 data_stream: stream_id,
                                 error_stream,
@@ -175,7 +240,7 @@ async fn session(socket: WebSocket, pod_ip: IpAddr) {
 
 /// Copies one connection between its data stream and the pod's port.
 struct Forward {
-    pod_ip: IpAddr,
+    target: Target,
     port: u16,
     data_stream: u32,
     error_stream: Option<u32>,
@@ -184,13 +249,9 @@ struct Forward {
 
 impl Forward {
     async fn run(self, mut from_client: mpsc::Receiver<Vec<u8>>) {
-        let address = std::net::SocketAddr::new(self.pod_ip, self.port);
-        let connected =
-            tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(address)).await;
-        let tcp = match connected {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(error)) => return self.fail(&error.to_string()).await,
-            Err(_) => return self.fail("connection timed out").await,
+        let tcp = match self.target.connect(self.port).await {
+            Ok(tcp) => tcp,
+            Err(error) => return self.fail(&error.to_string()).await,
         };
         let (mut read, mut write) = tcp.into_split();
         let upstream = tokio::spawn(async move {
@@ -222,10 +283,17 @@ impl Forward {
     }
 
     async fn fail(self, reason: &str) {
-        let message = format!(
-            "error forwarding port {} to pod {}: failed to connect: {reason}",
-            self.port, self.pod_ip
-        );
+        let port = self.port;
+        let message = match &self.target {
+            Target::Ip(ip) => {
+                format!("error forwarding port {port} to pod {ip}: failed to connect: {reason}")
+            }
+            Target::Netns { path, pod } => format!(
+                "error forwarding port {port} to pod {pod}: failed to connect to \
+                 localhost:{port} inside namespace {}: {reason}",
+                path.display()
+            ),
+        };
         tracing::info!(port = self.port, %reason, "port-forward connect failed");
         if let Some(error_stream) = self.error_stream {
             let _ = self

@@ -40,6 +40,9 @@ pub struct HttpGet {
     /// `httpGet.httpHeaders`, in order (a `Host` header overrides the
     /// default one).
     pub headers: Vec<(String, String)>,
+    /// `scheme: HTTPS`: TLS without certificate verification, as the
+    /// kubelet's prober does.
+    pub https: bool,
 }
 
 /// The User-Agent Kubernetes' prober sends.
@@ -58,7 +61,12 @@ fn host_port(host: &str, port: u16) -> String {
 impl HttpGet {
     /// The URL, as Kubernetes prints it in failure messages.
     pub fn url(&self) -> String {
-        format!("http://{}{}", host_port(&self.host, self.port), self.path)
+        let scheme = if self.https { "https" } else { "http" };
+        format!(
+            "{scheme}://{}{}",
+            host_port(&self.host, self.port),
+            self.path
+        )
     }
 
     /// The request bytes: `GET`, HTTP/1.1, `Connection: close`.
@@ -95,32 +103,49 @@ pub fn status_code(head: &[u8]) -> Option<u16> {
     parts.next()?.parse().ok()
 }
 
+/// Sends `request` and reads up to the status line's code.
+async fn exchange<S>(mut stream: S, request: &str) -> Result<u16, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0_u8; 1024];
+    loop {
+        if let Some(code) = status_code(&head) {
+            return Ok(code);
+        }
+        if head.len() >= MAX_HEAD {
+            return Err("malformed HTTP response".to_string());
+        }
+        let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("EOF".to_string());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+}
+
 /// Runs an `httpGet` check: success for a status in 200–399.
 pub async fn http_get(get: &HttpGet, timeout: Duration) -> ProbeResult {
     let url = get.url();
     let attempt = async {
-        let mut stream = TcpStream::connect(host_port(&get.host, get.port))
+        let stream = TcpStream::connect(host_port(&get.host, get.port))
             .await
             .map_err(|e| format!("dial tcp {}: connect: {e}", host_port(&get.host, get.port)))?;
-        stream
-            .write_all(get.request().as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut head = Vec::with_capacity(1024);
-        let mut buf = [0_u8; 1024];
-        loop {
-            if let Some(code) = status_code(&head) {
-                return Ok(code);
-            }
-            if head.len() >= MAX_HEAD {
-                return Err("malformed HTTP response".to_string());
-            }
-            let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err("EOF".to_string());
-            }
-            head.extend_from_slice(&buf[..n]);
+        if !get.https {
+            return exchange(stream, &get.request()).await;
         }
+        let name = rustls::pki_types::ServerName::try_from(get.host.clone())
+            .map_err(|e| format!("bad host {:?}: {e}", get.host))?;
+        let tls = tokio_rustls::TlsConnector::from(tls::unverified_client())
+            .connect(name, stream)
+            .await
+            .map_err(|e| format!("tls: {e}"))?;
+        exchange(tls, &get.request()).await
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(code)) if (200..400).contains(&code) => ProbeResult::Success,
@@ -129,6 +154,94 @@ pub async fn http_get(get: &HttpGet, timeout: Duration) -> ProbeResult {
         Err(_) => ProbeResult::Failure(format!(
             "Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
         )),
+    }
+}
+
+/// TLS for HTTPS probes: the kubelet's prober does not verify the pod's
+/// certificate (pods serve self-signed ones), only speaks TLS.
+mod tls {
+    use std::sync::{Arc, OnceLock};
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::CryptoProvider;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+
+    #[derive(Debug)]
+    struct AcceptAny(Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for AcceptAny {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    /// One shared client configuration.
+    pub(super) fn unverified_client() -> Arc<ClientConfig> {
+        static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+        CONFIG
+            .get_or_init(|| {
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let config = ClientConfig::builder_with_provider(provider.clone())
+                    .with_safe_default_protocol_versions()
+                    .map(|builder| {
+                        builder
+                            .dangerous()
+                            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+                            .with_no_client_auth()
+                    });
+                match config {
+                    Ok(config) => Arc::new(config),
+                    // The ring provider supports the default versions; a
+                    // config without them would fail every handshake,
+                    // which the probe then reports.
+                    Err(_) => Arc::new(
+                        ClientConfig::builder()
+                            .with_root_certificates(rustls::RootCertStore::empty())
+                            .with_no_client_auth(),
+                    ),
+                }
+            })
+            .clone()
     }
 }
 
@@ -202,7 +315,51 @@ mod tests {
             port,
             path: path.to_string(),
             headers: Vec::new(),
+            https: false,
         }
+    }
+
+    #[tokio::test]
+    async fn an_https_probe_speaks_tls_to_a_self_signed_server_and_reads_its_status(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let key = rcgen::KeyPair::generate()?;
+        let cert =
+            rcgen::CertificateParams::new(vec!["pod.local".to_string()])?.self_signed(&key)?;
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    continue;
+                };
+                let mut buf = vec![0_u8; 4096];
+                let n = tls.read(&mut buf).await.unwrap_or(0);
+                let path_ok = String::from_utf8_lossy(&buf[..n]).starts_with("GET /ready ");
+                let status = if path_ok { 200 } else { 500 };
+                let reply = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
+                let _ = tls.write_all(reply.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        let mut probe = get(port, "/ready");
+        probe.https = true;
+        assert_eq!(probe.url(), format!("https://127.0.0.1:{port}/ready"));
+        let result = http_get(&probe, Duration::from_secs(5)).await;
+        assert_eq!(result, ProbeResult::Success);
+        // Plain HTTP to a TLS port fails.
+        probe.https = false;
+        assert!(!http_get(&probe, Duration::from_secs(2)).await.is_success());
+        Ok(())
     }
 
     #[tokio::test]

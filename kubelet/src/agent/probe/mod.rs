@@ -183,13 +183,10 @@ pub fn action(
         return Ok(ProbeAction::Exec(exec.command.clone().unwrap_or_default()));
     }
     if let Some(http) = &probe.http_get {
-        if http
+        let https = http
             .scheme
             .as_deref()
-            .is_some_and(|s| s.eq_ignore_ascii_case("HTTPS"))
-        {
-            return Err(ProbeSpecError::Unsupported("HTTPS"));
-        }
+            .is_some_and(|s| s.eq_ignore_ascii_case("HTTPS"));
         let path = http.path.clone().unwrap_or_default();
         let path = if path.starts_with('/') {
             path
@@ -206,6 +203,7 @@ pub fn action(
                 .flatten()
                 .map(|h| (h.name.clone(), h.value.clone()))
                 .collect(),
+            https,
         }));
     }
     if let Some(tcp) = &probe.tcp_socket {

@@ -161,9 +161,11 @@ impl ContainerdRuntime {
     pub(super) fn watch_exit(&self, pod_uid: &str, name: &str, id: &str) {
         let connection = self.connection.clone();
         let exits = self.exits.clone();
+        let stdin = self.stdin.clone();
         let (pod_uid, name, id) = (pod_uid.to_string(), name.to_string(), id.to_string());
         tokio::spawn(async move {
             if let Ok((code, _)) = containers::wait(&connection, &id).await {
+                stdin.remove(&id);
                 // No receiver is fine: the pod loop may not listen yet.
                 let _ = exits.send(ContainerExit {
                     pod_uid,

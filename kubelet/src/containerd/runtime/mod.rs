@@ -41,6 +41,7 @@ use super::spec::{CgroupVersion, SpecBuilder};
 use super::status::{
     mark_oom_killed, oom_kill_count, restart_count, status_from, waiting, LastExit, OOM_KILLED,
 };
+use super::stdin::StdinPipes;
 use super::volumes::{self, NodeFacts, PodApi, PreparedVolumes};
 use crate::cni::{short_uid, CniError, PodNetwork, PodNetworkStatus, SandboxRef};
 
@@ -164,6 +165,8 @@ pub struct ContainerdRuntime {
     version: String,
     exits: broadcast::Sender<ContainerExit>,
     copiers: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// The stdin of containers started with `stdin: true`.
+    stdin: StdinPipes,
     /// Pods whose volume warnings were already recorded as events.
     warned: Mutex<HashSet<String>>,
 }
@@ -238,8 +241,15 @@ impl ContainerdRuntime {
             version,
             exits,
             copiers: Mutex::new(HashMap::new()),
+            stdin: StdinPipes::default(),
             warned: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Keeps containers' stdin in `pipes`, shared with the attach server.
+    pub fn with_stdin(mut self, pipes: StdinPipes) -> Self {
+        self.stdin = pipes;
+        self
     }
 
     /// Hands image decisions (pull policy, registry pulls) to `manager`
@@ -483,13 +493,23 @@ impl ContainerdRuntime {
             let mut fifos = FifoPair::open(&io_dir, &id, true)
                 .await
                 .map_err(ContainerError::from)?;
-            let pid = containers::start(&self.connection, &id, &mut fifos).await?;
+            let stdin = match container.stdin {
+                Some(true) => Some(
+                    self.stdin
+                        .create(&io_dir, &id, container.stdin_once.unwrap_or(false))
+                        .map_err(ContainerError::from)?,
+                ),
+                _ => None,
+            };
+            let pid =
+                containers::start(&self.connection, &id, &mut fifos, stdin.as_deref()).await?;
             Ok::<_, ContainerError>((pid, fifos))
         }
         .await;
         let (pid, fifos) = match started {
             Ok(started) => started,
             Err(error) => {
+                self.stdin.remove(&id);
                 let _ = containers::remove(&self.connection, &id).await;
                 return Ok(waiting(container, "RunContainerError", error.to_string()));
             }

@@ -261,6 +261,14 @@ mod tests {
                 ..Default::default()
             }))
         }
+        async fn service_account_token(
+            &self,
+            _: &str,
+            _: &str,
+            _: &k8s_openapi::api::authentication::v1::TokenRequest,
+        ) -> Result<k8s_openapi::api::authentication::v1::TokenRequest, LookupError> {
+            Err("no tokens here".into())
+        }
         fn warn(&self, _: &Pod, _: &str, _: String) {}
     }
 

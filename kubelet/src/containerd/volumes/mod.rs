@@ -6,7 +6,9 @@
 //! - `emptyDir`: a dir (mode 0777); `medium: Memory` mounts a tmpfs there
 //!   (`size=` the `sizeLimit`, else the pod's memory limit when every
 //!   container has one), shared by the pod's containers;
-//! - `configMap`, `secret`, `downwardAPI`, `projected`: files written by
+//! - `configMap`, `secret`, `downwardAPI`, `projected` (with
+//!   `serviceAccountToken` sources: a token bound to the pod, from
+//!   [`PodApi::service_account_token`]): files written by
 //!   [`atomic`] (the `..data` symlink swap) from [`projection`], re-written
 //!   on each pod sync and always mounted read-only; as in Kubernetes, all
 //!   but `configMap` live on a tmpfs, so secrets never reach the disk;
@@ -17,7 +19,7 @@
 //! mounts, and [`teardown`] unmounts tmpfs volumes before the pod dir is
 //! removed. [`env`] resolves `env`/`envFrom`.
 //!
-//! ConfigMaps and Secrets are read through [`PodApi`], which the node agent
+//! ConfigMaps, Secrets and tokens are read through [`PodApi`], which the node agent
 //! implements with the API client; this module never talks to the API
 //! server itself. A missing object or key is a [`VolumeError`] whose
 //! message is Kubernetes' (`configmap "x" not found`); the runtime shows it
@@ -33,11 +35,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 
 use async_trait::async_trait;
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Volume};
 use serde_json::{json, Value};
 
 pub use downward::NodeFacts;
-use projection::{Payload, SourceKind, DEFAULT_MODE};
+use projection::{check_relative_path, Payload, SourceKind, DEFAULT_MODE};
 
 /// A failed API read, as the API client reports it.
 pub type LookupError = Box<dyn std::error::Error + Send + Sync>;
@@ -53,6 +56,15 @@ pub trait PodApi: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<ConfigMap>, LookupError>;
     /// A Secret of the pod's namespace (`None`: it does not exist).
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, LookupError>;
+    /// A token for a service account (`serviceaccounts/{name}/token`), as
+    /// the TokenRequest's answer. Implementations cache tokens and ask
+    /// for a new one only when the cached one is due for refresh.
+    async fn service_account_token(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        request: &TokenRequest,
+    ) -> Result<TokenRequest, LookupError>;
     /// Records a Warning event about the pod (best effort).
     fn warn(&self, pod: &Pod, reason: &str, message: String);
 }
@@ -101,6 +113,10 @@ pub enum VolumeError {
         /// The API error.
         source: LookupError,
     },
+    /// A projected `serviceAccountToken` could not be had (the kubelet's
+    /// wording).
+    #[error("failed to fetch token: {0}")]
+    Token(LookupError),
     /// A `fieldRef` path the downward API does not support.
     #[error("unsupported fieldPath: {0}")]
     FieldPath(String),
@@ -344,10 +360,31 @@ async fn plan(
                 projection::merge(&mut payload, files);
             }
             if let Some(token) = &source.service_account_token {
-                warnings.push(format!(
-                    "volume {name:?}: serviceAccountToken source {:?} skipped: the API server does not serve serviceaccounts/token (TokenRequest)",
-                    token.path
-                ));
+                check_relative_path(&token.path)?;
+                let request = token_request(pod, token);
+                let service_account = service_account_of(pod);
+                let answer = match api {
+                    Some(api) => api
+                        .service_account_token(namespace, service_account, &request)
+                        .await
+                        .map_err(VolumeError::Token)?,
+                    None => return Err(VolumeError::Token("the runtime has no API client".into())),
+                };
+                let data = answer
+                    .status
+                    .map(|s| s.token.into_bytes())
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| VolumeError::Token("the API server returned no token".into()))?;
+                projection::merge(
+                    &mut payload,
+                    Payload::from([(
+                        token.path.clone(),
+                        projection::FileProjection {
+                            data,
+                            mode: default_mode,
+                        },
+                    )]),
+                );
             }
             if source.cluster_trust_bundle.is_some() {
                 warnings.push(format!(
@@ -378,6 +415,48 @@ async fn plan(
         volume: name.to_string(),
         what,
     })
+}
+
+/// The service account a pod runs as (`default` when it names none).
+pub fn service_account_of(pod: &Pod) -> &str {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.as_deref())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default")
+}
+
+/// A projected token's expiry when the pod names none (the API's default).
+pub const DEFAULT_TOKEN_EXPIRATION_SECONDS: i64 = 3600;
+
+/// The TokenRequest the kubelet makes for a projected `serviceAccountToken`:
+/// its audience (none: the API server's), its lifetime, bound to the pod.
+pub fn token_request(
+    pod: &Pod,
+    projection: &k8s_openapi::api::core::v1::ServiceAccountTokenProjection,
+) -> TokenRequest {
+    TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: projection
+                .audience
+                .iter()
+                .filter(|a| !a.is_empty())
+                .cloned()
+                .collect(),
+            expiration_seconds: Some(
+                projection
+                    .expiration_seconds
+                    .unwrap_or(DEFAULT_TOKEN_EXPIRATION_SECONDS),
+            ),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".to_string()),
+                kind: Some("Pod".to_string()),
+                name: pod.metadata.name.clone(),
+                uid: pod.metadata.uid.clone(),
+            }),
+        },
+        ..Default::default()
+    }
 }
 
 /// Whether `dir` is a mount point (its device differs from its parent's).
