@@ -162,7 +162,9 @@ impl CachedEvent {
 /// Objects the API server is writing, already decoded, by store key: the
 /// feeder takes the one whose stored bytes an event carries instead of
 /// decoding them again.
-type Pending = Mutex<HashMap<String, Vec<(Bytes, Arc<Value>)>>>;
+/// Objects handed over by writes, by key, until their event arrives.
+type Handoffs = HashMap<String, Vec<(Bytes, Arc<Value>)>>;
+type Pending = Mutex<Handoffs>;
 
 /// More pending writes than this means events were missed (the feeder
 /// restarted past them): the table is dropped rather than grown.
@@ -212,9 +214,7 @@ struct Window {
     sender: broadcast::Sender<Arc<CachedEvent>>,
 }
 
-fn lock_pending(
-    p: &Pending,
-) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(Bytes, Arc<Value>)>>> {
+fn lock_pending(p: &Pending) -> std::sync::MutexGuard<'_, Handoffs> {
     p.lock().unwrap_or_else(|p| p.into_inner())
 }
 
