@@ -168,9 +168,206 @@ pub fn decode_body(content_type: Option<&str>, body: &[u8]) -> ApiResult<Value> 
     Ok(value)
 }
 
+/// Serializes an object with `metadata.resourceVersion` replaced by
+/// `revision` (or left out when `None`) without copying it: the stored form
+/// (no revision) and the served form (the store's revision) of one object.
+pub struct WithRevision<'a> {
+    pub object: &'a Value,
+    pub revision: Option<i64>,
+}
+
+struct MetaWithRevision<'a> {
+    meta: Option<&'a Map<String, Value>>,
+    revision: Option<i64>,
+}
+
+impl serde::Serialize for WithRevision<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(root) = self.object else {
+            return self.object.serialize(s);
+        };
+        // As `set_resource_version`: a missing `metadata` is added for the revision.
+        let add_meta = self.revision.is_some() && !root.contains_key("metadata");
+        let mut map = s.serialize_map(Some(root.len() + usize::from(add_meta)))?;
+        for (k, v) in root {
+            match v {
+                Value::Object(meta) if k == "metadata" => map.serialize_entry(
+                    k,
+                    &MetaWithRevision {
+                        meta: Some(meta),
+                        revision: self.revision,
+                    },
+                )?,
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        if add_meta {
+            map.serialize_entry(
+                "metadata",
+                &MetaWithRevision {
+                    meta: None,
+                    revision: self.revision,
+                },
+            )?;
+        }
+        map.end()
+    }
+}
+
+impl serde::Serialize for MetaWithRevision<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let entries = self
+            .meta
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.as_str() != "resourceVersion");
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in entries {
+            map.serialize_entry(k, v)?;
+        }
+        if let Some(rv) = self.revision {
+            map.serialize_entry("resourceVersion", &rv.to_string())?;
+        }
+        map.end()
+    }
+}
+
+/// Serializes the `PartialObjectMetadata` of an object (its metadata only,
+/// as `meta.k8s.io/v1`), with `metadata.resourceVersion` as in
+/// [`WithRevision`].
+pub struct PartialMetadata<'a> {
+    pub object: &'a Value,
+    pub revision: Option<i64>,
+}
+
+impl serde::Serialize for PartialMetadata<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(3))?;
+        map.serialize_entry("kind", "PartialObjectMetadata")?;
+        map.serialize_entry("apiVersion", "meta.k8s.io/v1")?;
+        map.serialize_entry(
+            "metadata",
+            &MetaWithRevision {
+                meta: meta(self.object),
+                revision: self.revision,
+            },
+        )?;
+        map.end()
+    }
+}
+
+/// An object's `PartialObjectMetadata`.
+pub fn into_partial_metadata(mut obj: Value) -> Value {
+    let metadata = obj
+        .as_object_mut()
+        .and_then(|o| o.remove("metadata"))
+        .filter(Value::is_object)
+        .unwrap_or_else(|| Value::Object(Map::new()));
+    serde_json::json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": metadata,
+    })
+}
+
+/// Whether two objects are the same apart from `metadata.resourceVersion`
+/// and `metadata.managedFields` (a write that changes nothing else is a
+/// no-op), compared in place.
+pub fn same_but_bookkeeping(a: &Value, b: &Value) -> bool {
+    let (Value::Object(a), Value::Object(b)) = (a, b) else {
+        return a == b;
+    };
+    let rest = |m: &Map<String, Value>| m.keys().filter(|k| k.as_str() != "metadata").count();
+    if rest(a) != rest(b)
+        || !a
+            .iter()
+            .filter(|(k, _)| k.as_str() != "metadata")
+            .all(|(k, v)| b.get(k) == Some(v))
+    {
+        return false;
+    }
+    let kept = |k: &String| k != "resourceVersion" && k != "managedFields";
+    match (a.get("metadata"), b.get("metadata")) {
+        (None | Some(Value::Object(_)), None | Some(Value::Object(_))) => {
+            let empty = Map::new();
+            let ma = match a.get("metadata") {
+                Some(Value::Object(m)) => m,
+                _ => &empty,
+            };
+            let mb = match b.get("metadata") {
+                Some(Value::Object(m)) => m,
+                _ => &empty,
+            };
+            ma.keys().filter(|k| kept(k)).count() == mb.keys().filter(|k| kept(k)).count()
+                && ma
+                    .iter()
+                    .filter(|(k, _)| kept(k))
+                    .all(|(k, v)| mb.get(k) == Some(v))
+        }
+        (x, y) => x == y,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn served(object: &Value, revision: Option<i64>) -> Value {
+        let bytes = serde_json::to_vec(&WithRevision { object, revision }).unwrap_or_default();
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    }
+
+    #[test]
+    fn an_object_is_serialized_with_the_given_revision_in_place_of_its_own() {
+        let obj =
+            json!({"kind": "Pod", "metadata": {"name": "a", "resourceVersion": "3"}, "spec": {}});
+        assert_eq!(
+            served(&obj, Some(7)),
+            json!({"kind": "Pod", "metadata": {"name": "a", "resourceVersion": "7"}, "spec": {}})
+        );
+        assert_eq!(
+            served(&obj, None),
+            json!({"kind": "Pod", "metadata": {"name": "a"}, "spec": {}})
+        );
+    }
+
+    #[test]
+    fn serializing_with_a_revision_matches_setting_it() {
+        for obj in [
+            json!({"kind": "X"}),
+            json!({"metadata": null}),
+            json!([1]),
+            json!({"metadata": {}}),
+        ] {
+            let mut set = obj.clone();
+            crate::watchcache::set_resource_version(&mut set, 5);
+            assert_eq!(served(&obj, Some(5)), set, "{obj}");
+        }
+    }
+
+    #[test]
+    fn objects_differing_only_in_revision_and_managed_fields_are_the_same() {
+        let a = json!({"metadata": {"name": "a", "resourceVersion": "1", "managedFields": [{"manager": "x"}]}, "spec": {"n": 1}});
+        let b = json!({"spec": {"n": 1}, "metadata": {"resourceVersion": "2", "name": "a"}});
+        assert!(same_but_bookkeeping(&a, &b));
+        let c = json!({"metadata": {"name": "a"}, "spec": {"n": 2}});
+        assert!(!same_but_bookkeeping(&a, &c));
+        let d = json!({"metadata": {"name": "a", "labels": {"x": "y"}}, "spec": {"n": 1}});
+        assert!(!same_but_bookkeeping(&a, &d));
+        // No metadata at all is the same as metadata holding only bookkeeping.
+        assert!(same_but_bookkeeping(
+            &json!({"metadata": {"resourceVersion": "1"}}),
+            &json!({})
+        ));
+        assert!(!same_but_bookkeeping(
+            &json!({"metadata": null}),
+            &json!({})
+        ));
+    }
 
     #[test]
     fn generated_names_keep_the_prefix_and_add_five_characters() {

@@ -12,6 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -42,13 +43,18 @@ pub struct CachedEvent {
     pub revision: Revision,
     pub key: String,
     pub kind: EventType,
-    /// The object after the change (for deletions: its last state), with
-    /// `metadata.resourceVersion` set to `revision`.
+    /// The object after the change (for deletions: its last state) as
+    /// stored: its resourceVersion is `revision`, which `object` itself
+    /// need not carry (use [`object_json`](Self::object_json) or
+    /// [`object_with_revision`](Self::object_with_revision) to serve it).
     pub object: Arc<Value>,
-    /// The object before the change, when there was one.
+    /// The object before the change, when there was one (as `object`, its
+    /// resourceVersion need not be set).
     pub prev: Option<Arc<Value>>,
     /// `object` serialized once, shared by every JSON watcher.
     json: std::sync::OnceLock<Vec<u8>>,
+    /// Its `PartialObjectMetadata`, serialized once for metadata watchers.
+    metadata_json: std::sync::OnceLock<Vec<u8>>,
 }
 
 /// Decodes stored bytes into an object carrying its resourceVersion.
@@ -74,32 +80,36 @@ pub fn set_resource_version(obj: &mut Value, revision: Revision) {
     }
 }
 
+fn decode_stored(value: &[u8]) -> Result<Value, StoreError> {
+    serde_json::from_slice(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 impl CachedEvent {
     pub fn from_store(ev: &WatchEvent) -> Result<Self, StoreError> {
-        Self::from_store_with(ev, None)
+        Self::from_store_with(ev, None, None)
     }
 
-    /// Like [`from_store`](Self::from_store), with the previous object
-    /// already decoded (the window's newest event for the key, when its
-    /// revision is `ev.prev`'s): it is shared instead of decoded again.
+    /// Like [`from_store`](Self::from_store), with objects already decoded:
+    /// the previous one (the window's newest event for the key, when its
+    /// revision is `ev.prev`'s) and the new one (the object the API server
+    /// wrote, when these are its bytes). They are shared instead of decoded
+    /// again.
     fn from_store_with(
         ev: &WatchEvent,
         known_prev: Option<Arc<Value>>,
+        written: Option<Arc<Value>>,
     ) -> Result<Self, StoreError> {
         let revision = ev.revision();
         let prev = match (&ev.prev, known_prev) {
             (Some(_), Some(known)) => Some(known),
-            (Some(p), None) => Some(Arc::new(decode_object(&p.value, p.mod_revision)?)),
+            (Some(p), None) => Some(Arc::new(decode_stored(&p.value)?)),
             (None, _) => None,
         };
         // A deletion carries the last state, which is `prev` when known.
-        let object = match (&ev.kind, &ev.prev, &prev) {
-            (EventKind::Delete, Some(p), Some(known)) if p.value == ev.kv.value => {
-                let mut obj = (**known).clone();
-                set_resource_version(&mut obj, revision);
-                Arc::new(obj)
-            }
-            _ => Arc::new(decode_object(&ev.kv.value, revision)?),
+        let object = match (&ev.kind, &ev.prev, &prev, written) {
+            (EventKind::Put, _, _, Some(written)) => written,
+            (EventKind::Delete, Some(p), Some(known), _) if p.value == ev.kv.value => known.clone(),
+            _ => Arc::new(decode_stored(&ev.kv.value)?),
         };
         let kind = match ev.kind {
             EventKind::Delete => EventType::Deleted,
@@ -113,13 +123,82 @@ impl CachedEvent {
             object,
             prev,
             json: std::sync::OnceLock::new(),
+            metadata_json: std::sync::OnceLock::new(),
         })
     }
 
-    /// The object as JSON bytes, serialized on first use.
+    /// The object as JSON bytes with its resourceVersion, serialized on
+    /// first use.
     pub fn object_json(&self) -> &[u8] {
-        self.json
-            .get_or_init(|| serde_json::to_vec(&*self.object).unwrap_or_default())
+        self.json.get_or_init(|| {
+            serde_json::to_vec(&crate::objects::WithRevision {
+                object: &self.object,
+                revision: Some(self.revision),
+            })
+            .unwrap_or_default()
+        })
+    }
+
+    /// The object's `PartialObjectMetadata` as JSON bytes, serialized on
+    /// first use.
+    pub fn metadata_json(&self) -> &[u8] {
+        self.metadata_json.get_or_init(|| {
+            serde_json::to_vec(&crate::objects::PartialMetadata {
+                object: &self.object,
+                revision: Some(self.revision),
+            })
+            .unwrap_or_default()
+        })
+    }
+
+    /// A copy of the object with its resourceVersion set.
+    pub fn object_with_revision(&self) -> Value {
+        let mut obj = (*self.object).clone();
+        set_resource_version(&mut obj, self.revision);
+        obj
+    }
+}
+
+/// Objects the API server is writing, already decoded, by store key: the
+/// feeder takes the one whose stored bytes an event carries instead of
+/// decoding them again.
+/// Objects handed over by writes, by key, until their event arrives.
+type Handoffs = HashMap<String, Vec<(Bytes, Arc<Value>)>>;
+type Pending = Mutex<Handoffs>;
+
+/// More pending writes than this means events were missed (the feeder
+/// restarted past them): the table is dropped rather than grown.
+const MAX_PENDING_KEYS: usize = 16_384;
+
+/// A write announced to the cache with [`WatchCache::expect_write`]. Unless
+/// [`written`](Self::written) is called (the store accepted it), dropping it
+/// withdraws the object.
+pub struct PendingWrite {
+    pending: Arc<Pending>,
+    key: String,
+    object: Arc<Value>,
+    armed: bool,
+}
+
+impl PendingWrite {
+    /// The store accepted the write: its event will take the object.
+    pub fn written(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for PendingWrite {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = p.get_mut(&self.key) {
+            list.retain(|(_, o)| !Arc::ptr_eq(o, &self.object));
+            if list.is_empty() {
+                p.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -135,11 +214,16 @@ struct Window {
     sender: broadcast::Sender<Arc<CachedEvent>>,
 }
 
+fn lock_pending(p: &Pending) -> std::sync::MutexGuard<'_, Handoffs> {
+    p.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The cache. Cheap to clone.
 #[derive(Clone)]
 pub struct WatchCache {
     store: Arc<dyn Store>,
     window: Arc<Mutex<Window>>,
+    pending: Arc<Pending>,
     capacity: usize,
 }
 
@@ -176,6 +260,7 @@ impl WatchCache {
                 latest: HashMap::new(),
                 sender,
             })),
+            pending: Arc::default(),
             capacity: capacity.max(1),
         };
         let feeder = cache.clone();
@@ -202,7 +287,11 @@ impl WatchCache {
                                 .prev
                                 .as_ref()
                                 .and_then(|p| self.latest_object(&ev.kv.key, p.mod_revision));
-                            CachedEvent::from_store_with(&ev, known)
+                            let written = match ev.kind {
+                                EventKind::Put => self.take_written(&ev.kv.key, &ev.kv.value),
+                                EventKind::Delete => None,
+                            };
+                            CachedEvent::from_store_with(&ev, known, written)
                         });
                         match decoded {
                             Ok(ev) => self.publish(Arc::new(ev)),
@@ -259,6 +348,44 @@ impl WatchCache {
             w.latest.insert(ev.key.clone(), ev.clone());
         }
         let _ = w.sender.send(ev);
+    }
+
+    /// Announces that `object`, stored as `bytes`, is being written to
+    /// `key`: the change's event then shares it instead of decoding `bytes`.
+    /// Call [`PendingWrite::written`] once the store accepted the write.
+    pub fn expect_write(&self, key: &str, bytes: &Bytes, object: &Arc<Value>) -> PendingWrite {
+        let mut p = lock_pending(&self.pending);
+        if p.len() >= MAX_PENDING_KEYS && !p.contains_key(key) {
+            p.clear();
+        }
+        p.entry(key.to_string())
+            .or_default()
+            .push((bytes.clone(), object.clone()));
+        PendingWrite {
+            pending: self.pending.clone(),
+            key: key.to_string(),
+            object: object.clone(),
+            armed: true,
+        }
+    }
+
+    /// The announced object whose stored bytes are `value`, if any.
+    fn take_written(&self, key: &str, value: &Bytes) -> Option<Arc<Value>> {
+        let mut p = lock_pending(&self.pending);
+        let list = p.get_mut(key)?;
+        let at = list.iter().position(|(b, _)| b == value);
+        let found = at.map(|i| list.swap_remove(i).1);
+        if list.is_empty() {
+            p.remove(key);
+        }
+        found
+    }
+
+    /// The newest object of `key` the window holds, with its revision
+    /// (without resourceVersion set). It may lag the store, never lead it.
+    pub fn latest(&self, key: &str) -> Option<(Revision, Arc<Value>)> {
+        let w = lock(&self.window);
+        w.latest.get(key).map(|e| (e.revision, e.object.clone()))
     }
 
     /// The decoded object of `key` at `revision`, if it is the newest

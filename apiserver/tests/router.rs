@@ -279,3 +279,201 @@ async fn binding_a_pod_sets_its_node_once() {
     .await;
     assert_eq!(code, StatusCode::CONFLICT);
 }
+
+fn req_accept(method: &str, uri: &str, accept: &str) -> Request<Body> {
+    let mut r = req(method, uri, None);
+    r.headers_mut()
+        .insert("accept", accept.parse().expect("accept header"));
+    r
+}
+
+/// Reads `n` JSON lines from a watch response.
+async fn watch_lines(resp: axum::response::Response, n: usize) -> Vec<Value> {
+    let mut stream = resp.into_body().into_data_stream();
+    let mut buf = Vec::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while events.len() < n {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("events in time")
+            .expect("stream open")
+            .expect("chunk");
+        buf.extend_from_slice(&chunk);
+        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            events.push(serde_json::from_slice(&line).expect("json line"));
+        }
+    }
+    events
+}
+
+const METADATA_LIST: &str = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+const METADATA: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+
+#[tokio::test]
+async fn a_metadata_list_holds_partial_object_metadata_without_the_objects_content() {
+    let (app, _d) = app().await;
+    ensure_namespace(&app, "default").await;
+    let cm = json!({"metadata": {"name": "m1", "labels": {"a": "b"}}, "data": {"k": "v"}});
+    let (code, created) = call(
+        &app,
+        req("POST", "/api/v1/namespaces/default/configmaps", Some(cm)),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, list) = call(
+        &app,
+        req_accept(
+            "GET",
+            "/api/v1/namespaces/default/configmaps",
+            METADATA_LIST,
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(list["kind"], "PartialObjectMetadataList");
+    assert_eq!(list["apiVersion"], "meta.k8s.io/v1");
+    assert!(list["metadata"]["resourceVersion"].is_string());
+    let items = list["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1);
+    let item = items[0].as_object().expect("item");
+    let mut keys: Vec<&str> = item.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["apiVersion", "kind", "metadata"]);
+    assert_eq!(item["kind"], "PartialObjectMetadata");
+    assert_eq!(item["apiVersion"], "meta.k8s.io/v1");
+    assert_eq!(item["metadata"], created["metadata"]);
+
+    let (code, one) = call(
+        &app,
+        req_accept("GET", "/api/v1/namespaces/default/configmaps/m1", METADATA),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(one["kind"], "PartialObjectMetadata");
+    assert_eq!(one["metadata"], created["metadata"]);
+    assert!(one.get("data").is_none());
+}
+
+#[tokio::test]
+async fn a_metadata_watch_streams_partial_object_metadata_with_each_revision() {
+    let (app, _d) = app().await;
+    ensure_namespace(&app, "default").await;
+    let (_, list) = call(
+        &app,
+        req_accept(
+            "GET",
+            "/api/v1/namespaces/default/configmaps",
+            METADATA_LIST,
+        ),
+    )
+    .await;
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_string();
+    let resp = app
+        .clone()
+        .oneshot(req_accept(
+            "GET",
+            &format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}"),
+            METADATA,
+        ))
+        .await
+        .expect("watch");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cm = json!({"metadata": {"name": "w"}, "data": {"k": "v"}});
+    let (_, created) = call(
+        &app,
+        req("POST", "/api/v1/namespaces/default/configmaps", Some(cm)),
+    )
+    .await;
+    let (code, _) = call(
+        &app,
+        req("DELETE", "/api/v1/namespaces/default/configmaps/w", None),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let events = watch_lines(resp, 2).await;
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[1]["type"], "DELETED");
+    for ev in &events {
+        let obj = ev["object"].as_object().expect("object");
+        let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["apiVersion", "kind", "metadata"]);
+        assert_eq!(obj["kind"], "PartialObjectMetadata");
+        assert_eq!(obj["apiVersion"], "meta.k8s.io/v1");
+        assert_eq!(obj["metadata"]["name"], "w");
+    }
+    assert_eq!(events[0]["object"]["metadata"], created["metadata"]);
+    let rv = |v: &Value| {
+        v.as_str()
+            .and_then(|s| s.parse::<i64>().ok())
+            .unwrap_or_default()
+    };
+    // The deletion's own revision, after the creation's.
+    assert!(
+        rv(&events[1]["object"]["metadata"]["resourceVersion"])
+            > rv(&created["metadata"]["resourceVersion"])
+    );
+}
+
+#[tokio::test]
+async fn watch_events_carry_the_written_objects_with_their_revisions() {
+    let (app, _d) = app().await;
+    ensure_namespace(&app, "default").await;
+    let (_, list) = call(
+        &app,
+        req("GET", "/api/v1/namespaces/default/configmaps", None),
+    )
+    .await;
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_string();
+    let resp = app
+        .clone()
+        .oneshot(req(
+            "GET",
+            &format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}"),
+            None,
+        ))
+        .await
+        .expect("watch");
+    let cm = json!({"metadata": {"name": "c"}, "data": {"k": "1"}});
+    let (code, created) = call(
+        &app,
+        req("POST", "/api/v1/namespaces/default/configmaps", Some(cm)),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let mut patch = req(
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/c",
+        Some(json!({"data": {"k": "2"}})),
+    );
+    patch.headers_mut().insert(
+        "content-type",
+        "application/merge-patch+json".parse().expect("header"),
+    );
+    let (code, patched) = call(&app, patch).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_ne!(
+        created["metadata"]["resourceVersion"],
+        patched["metadata"]["resourceVersion"]
+    );
+    let events = watch_lines(resp, 2).await;
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[0]["object"], created);
+    assert_eq!(events[1]["type"], "MODIFIED");
+    assert_eq!(events[1]["object"], patched);
+    // What a GET returns is what the writes and the watch said.
+    let (_, got) = call(
+        &app,
+        req("GET", "/api/v1/namespaces/default/configmaps/c", None),
+    )
+    .await;
+    assert_eq!(got, patched);
+}

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{Expression, Selector};
+use kube::core::{Expression, PartialObjectMeta, Selector};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::Client;
 use serde_json::{json, Value};
@@ -27,6 +27,8 @@ on_both_stores!(
     a_strategic_merge_patch_merges_containers_by_name,
     server_side_apply_tracks_field_managers_and_conflicts,
     list_params_select_by_label,
+    a_metadata_watcher_sees_create_modify_and_delete,
+    a_metadata_watcher_with_streaming_lists_sees_create_modify_and_delete,
 );
 
 fn config_map(name: &str, labels: &[(&str, &str)]) -> Result<ConfigMap> {
@@ -166,6 +168,110 @@ async fn the_watcher_with_streaming_lists_sees_create_modify_and_delete(
     store: Store,
 ) -> Result<()> {
     watcher_sees_changes(store, watcher::Config::default().streaming_lists()).await
+}
+
+/// A metadata-only watcher (`PartialObjectMetadata`, as kube-rs sends for
+/// `Api<PartialObjectMeta<K>>`) sees the same changes, as metadata: the
+/// label `n` stands for the content.
+async fn metadata_watcher_sees_changes(store: Store, config: watcher::Config) -> Result<()> {
+    let c = start(store)?;
+    let client = c.client().await?;
+    let api = Api::<ConfigMap>::default_namespaced(client.clone());
+    let meta = Api::<PartialObjectMeta<ConfigMap>>::default_namespaced(client);
+    api.create(
+        &PostParams::default(),
+        &config_map("before", &[("suite", "meta")])?,
+    )
+    .await?;
+    api.create(&PostParams::default(), &config_map("other", &[])?)
+        .await?;
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stream = watcher(meta, config.labels("suite=meta"));
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(ev) = stream.next().await {
+            let ev = ev.map_err(|e| e.to_string()).and_then(|ev| {
+                let check = |o: &PartialObjectMeta<ConfigMap>| match &o.types {
+                    Some(t)
+                        if t.kind == "PartialObjectMetadata"
+                            && t.api_version == "meta.k8s.io/v1" =>
+                    {
+                        Ok(())
+                    }
+                    other => Err(format!("not PartialObjectMetadata: {other:?}")),
+                };
+                let name =
+                    |o: &PartialObjectMeta<ConfigMap>| o.metadata.name.clone().unwrap_or_default();
+                let n = |o: &PartialObjectMeta<ConfigMap>| {
+                    o.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get("n"))
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                Ok(match ev {
+                    watcher::Event::Init => Seen::Init,
+                    watcher::Event::InitApply(o) => {
+                        check(&o)?;
+                        Seen::InitApply(name(&o))
+                    }
+                    watcher::Event::InitDone => Seen::InitDone,
+                    watcher::Event::Apply(o) => {
+                        check(&o)?;
+                        if o.metadata.resource_version.is_none() {
+                            return Err("no resourceVersion".to_string());
+                        }
+                        Seen::Apply(name(&o), n(&o))
+                    }
+                    watcher::Event::Delete(o) => {
+                        check(&o)?;
+                        Seen::Delete(name(&o))
+                    }
+                })
+            });
+            if tx.send(ev).is_err() {
+                break;
+            }
+        }
+    });
+
+    let init = until(&mut rx, &Seen::InitDone).await?;
+    ensure!(
+        init == [Seen::Init, Seen::InitApply("before".into()), Seen::InitDone],
+        "initial list: {init:?}"
+    );
+    api.create(
+        &PostParams::default(),
+        &config_map("w", &[("suite", "meta")])?,
+    )
+    .await?;
+    let got = until(&mut rx, &Seen::Apply("w".into(), String::new())).await?;
+    ensure!(got.len() == 1, "before the create: {got:?}");
+    api.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"n": "1"}}})),
+    )
+    .await?;
+    let got = until(&mut rx, &Seen::Apply("w".into(), "1".into())).await?;
+    ensure!(got.len() == 1, "before the modify: {got:?}");
+    api.delete("w", &DeleteParams::default()).await?;
+    let got = until(&mut rx, &Seen::Delete("w".into())).await?;
+    ensure!(got.len() == 1, "before the delete: {got:?}");
+    task.abort();
+    Ok(())
+}
+
+async fn a_metadata_watcher_sees_create_modify_and_delete(store: Store) -> Result<()> {
+    metadata_watcher_sees_changes(store, watcher::Config::default()).await
+}
+
+async fn a_metadata_watcher_with_streaming_lists_sees_create_modify_and_delete(
+    store: Store,
+) -> Result<()> {
+    metadata_watcher_sees_changes(store, watcher::Config::default().streaming_lists()).await
 }
 
 // ---------------------------------------------------------------------------

@@ -105,6 +105,9 @@ pub(crate) fn ok(body: Value) -> JsonResponse {
 pub(crate) enum Render {
     Json,
     Table,
+    /// `PartialObjectMetadata` (and `PartialObjectMetadataList` for lists):
+    /// the objects' metadata only, as metadata-only informers ask for.
+    Metadata,
 }
 
 pub(crate) fn render_of(headers: &HeaderMap) -> Render {
@@ -114,6 +117,8 @@ pub(crate) fn render_of(headers: &HeaderMap) -> Render {
         .unwrap_or("");
     if accept.contains("as=Table") && accept.contains("g=meta.k8s.io") {
         Render::Table
+    } else if accept.contains("as=PartialObjectMetadata") && accept.contains("g=meta.k8s.io") {
+        Render::Metadata
     } else {
         Render::Json
     }

@@ -37,6 +37,7 @@ pub(crate) async fn get(ctx: &Ctx, name: &str) -> ApiResult<JsonResponse> {
 pub(crate) fn render_one(ctx: &Ctx, obj: Value) -> Value {
     match render_of(&ctx.headers) {
         Render::Json => obj,
+        Render::Metadata => crate::objects::into_partial_metadata(obj),
         Render::Table => {
             let rv = obj["metadata"]["resourceVersion"].clone();
             // A bad includeObject was already refused by the read path; writes use the default.
@@ -214,6 +215,15 @@ pub(crate) async fn list(ctx: &Ctx) -> ApiResult<JsonResponse> {
             "apiVersion": ctx.def.api_version(),
             "metadata": metadata,
             "items": items,
+        }),
+        Render::Metadata => json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": metadata,
+            "items": items
+                .into_iter()
+                .map(crate::objects::into_partial_metadata)
+                .collect::<Vec<_>>(),
         }),
     };
     Ok(ok(body))

@@ -151,7 +151,7 @@ async fn scale_write(
         merge_update(ctx, current, next, Part::Main)
     })
     .await?;
-    Ok(ok(scale_of(&stored)?))
+    Ok(ok(scale_of(&stored.into_value())?))
 }
 
 async fn bind(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<JsonResponse> {
@@ -260,5 +260,5 @@ async fn finalize_namespace(ctx: &Ctx, name: &str, body: &Bytes) -> ApiResult<Js
         Ok(next)
     })
     .await?;
-    Ok(ok(render_one(ctx, stored)))
+    Ok(ok(render_one(ctx, stored.into_value())))
 }

@@ -61,10 +61,11 @@ enum Payload {
 }
 
 impl Payload {
-    fn object(&self) -> &Value {
+    /// The object with its resourceVersion.
+    fn into_object(self) -> Value {
         match self {
             Payload::Plain(v) => v,
-            Payload::Cached(ev) => &ev.object,
+            Payload::Cached(ev) => ev.object_with_revision(),
         }
     }
 }
@@ -77,8 +78,13 @@ enum Item {
 
 fn line(ctx_render: &Renderer, item: Item) -> Vec<u8> {
     let v = match item {
-        Item::Event(t, Payload::Cached(ev)) if ctx_render.render == Render::Json => {
-            let object = ev.object_json();
+        Item::Event(t, Payload::Cached(ev))
+            if matches!(ctx_render.render, Render::Json | Render::Metadata) =>
+        {
+            let object = match ctx_render.render {
+                Render::Metadata => ev.metadata_json(),
+                _ => ev.object_json(),
+            };
             let mut out = Vec::with_capacity(object.len() + 32);
             out.extend_from_slice(b"{\"type\":\"");
             out.extend_from_slice(t.as_str().as_bytes());
@@ -87,13 +93,15 @@ fn line(ctx_render: &Renderer, item: Item) -> Vec<u8> {
             out.extend_from_slice(b"}\n");
             return out;
         }
-        Item::Event(t, p) => json!({"type": t.as_str(), "object": ctx_render.render(p.object())}),
+        Item::Event(t, p) => {
+            json!({"type": t.as_str(), "object": ctx_render.render(p.into_object())})
+        }
         Item::Bookmark(rv, initial_end) => {
             let mut meta = json!({"resourceVersion": rv.to_string()});
             if initial_end {
                 meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
             }
-            json!({"type": "BOOKMARK", "object": {"kind": ctx_render.kind, "apiVersion": ctx_render.api_version, "metadata": meta}})
+            json!({"type": "BOOKMARK", "object": {"kind": ctx_render.bookmark_kind, "apiVersion": ctx_render.api_version, "metadata": meta}})
         }
         Item::Error(e) => json!({"type": "ERROR", "object": e.status()}),
     };
@@ -106,19 +114,22 @@ struct Renderer {
     render: Render,
     group: &'static str,
     kind: &'static str,
+    /// The kind (and `api_version` the apiVersion) bookmarks carry.
+    bookmark_kind: &'static str,
     api_version: String,
     include: table::IncludeObject,
 }
 
 impl Renderer {
-    fn render(&self, obj: &Value) -> Value {
+    fn render(&self, obj: Value) -> Value {
         match self.render {
-            Render::Json => obj.clone(),
+            Render::Json => obj,
+            Render::Metadata => crate::objects::into_partial_metadata(obj),
             Render::Table => {
                 let mut t = table::to_table(
                     self.group,
                     self.kind,
-                    &[obj],
+                    &[&obj],
                     self.include,
                     chrono::Utc::now(),
                 );
@@ -159,11 +170,18 @@ pub(crate) async fn watch(ctx: &Ctx, name: Option<&str>) -> ApiResult<Response> 
     let requested = parse_rv(ctx.query.resource_version.as_deref())?;
     let send_initial = ctx.query.send_initial_events.unwrap_or(requested.is_none());
     let bookmarks = ctx.query.allow_watch_bookmarks.unwrap_or(false);
+    let render = render_of(&ctx.headers);
+    let (bookmark_kind, api_version) = match render {
+        // Bookmarks are PartialObjectMetadata too, as in Kubernetes.
+        Render::Metadata => ("PartialObjectMetadata", "meta.k8s.io/v1".to_string()),
+        _ => (ctx.def.kind, ctx.def.api_version()),
+    };
     let renderer = Renderer {
-        render: render_of(&ctx.headers),
+        render,
         group: ctx.def.group,
         kind: ctx.def.kind,
-        api_version: ctx.def.api_version(),
+        bookmark_kind,
+        api_version,
         include: include_object(ctx)?,
     };
 

@@ -6,12 +6,14 @@
 //! Kubernetes' GuaranteedUpdate does; a PUT carrying a stale
 //! `resourceVersion` gets 409.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use super::read::{read_object, render_one};
-use super::{ok, services, Ctx, JsonResponse};
+use super::{render_of, services, Ctx, JsonResponse, Render};
 use crate::admission::{self, FieldValidation};
 use crate::error::{ApiError, ApiResult};
 use crate::objects::{self, decode_body, meta_mut};
@@ -23,8 +25,81 @@ pub(crate) const MAX_RETRIES: usize = 16;
 
 /// A JSON response plus `Warning` headers.
 pub(crate) struct Written {
-    pub resp: JsonResponse,
+    pub resp: Reply,
     pub warnings: Vec<String>,
+}
+
+/// The body of a write's response.
+pub(crate) enum Reply {
+    Json(JsonResponse),
+    /// A stored object, served as JSON straight from the copy the watch
+    /// cache shares.
+    Object {
+        code: StatusCode,
+        stored: Stored,
+    },
+}
+
+impl axum::response::IntoResponse for Reply {
+    fn into_response(self) -> axum::response::Response {
+        match self {
+            Reply::Json(r) => r.into_response(),
+            Reply::Object { code, stored } => {
+                let bytes = match stored.revision {
+                    Some(revision) => serde_json::to_vec(&objects::WithRevision {
+                        object: &stored.object,
+                        revision: Some(revision),
+                    }),
+                    None => serde_json::to_vec(&*stored.object),
+                };
+                let mut r = (code, bytes.unwrap_or_default()).into_response();
+                r.headers_mut().insert(
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static("application/json"),
+                );
+                r
+            }
+        }
+    }
+}
+
+/// An object as a write left it.
+pub(crate) struct Stored {
+    pub object: Arc<Value>,
+    /// Its resourceVersion, when not (or not correctly) set in `object`.
+    pub revision: Option<i64>,
+    /// The write changed nothing (and was not made).
+    pub unchanged: bool,
+}
+
+impl Stored {
+    fn plain(object: Value) -> Self {
+        Self {
+            object: Arc::new(object),
+            revision: None,
+            unchanged: false,
+        }
+    }
+
+    /// The object with its resourceVersion (a copy when it is shared).
+    pub fn into_value(self) -> Value {
+        let mut obj = Arc::try_unwrap(self.object).unwrap_or_else(|shared| (*shared).clone());
+        if let Some(rv) = self.revision {
+            crate::watchcache::set_resource_version(&mut obj, rv);
+        }
+        obj
+    }
+
+    /// The response to a write, rendered as the client asked.
+    pub fn reply(self, ctx: &Ctx, code: StatusCode) -> Reply {
+        match render_of(&ctx.headers) {
+            Render::Json => Reply::Object { code, stored: self },
+            Render::Table | Render::Metadata => Reply::Json(JsonResponse {
+                code,
+                body: render_one(ctx, self.into_value()),
+            }),
+        }
+    }
 }
 
 impl axum::response::IntoResponse for Written {
@@ -97,11 +172,12 @@ async fn check_namespace_open(ctx: &Ctx, name: &str) -> ApiResult<()> {
 
 pub(crate) fn encode(obj: &Value) -> ApiResult<Bytes> {
     // The revision lives in the store, not in the stored bytes.
-    let mut stored = obj.clone();
-    objects::remove_meta(&mut stored, "resourceVersion");
-    serde_json::to_vec(&stored)
-        .map(Bytes::from)
-        .map_err(|e| ApiError::Internal(format!("cannot encode object: {e}")))
+    serde_json::to_vec(&objects::WithRevision {
+        object: obj,
+        revision: None,
+    })
+    .map(Bytes::from)
+    .map_err(|e| ApiError::Internal(format!("cannot encode object: {e}")))
 }
 
 pub(crate) fn with_revision(mut obj: Value, kv: &KeyValue) -> Value {
@@ -164,10 +240,10 @@ async fn admit_and_store_new(
     }
     if ctx.query.is_dry_run() {
         return Ok(Written {
-            resp: JsonResponse {
+            resp: Reply::Json(JsonResponse {
                 code: StatusCode::CREATED,
                 body: obj,
-            },
+            }),
             warnings,
         });
     }
@@ -179,20 +255,30 @@ async fn admit_and_store_new(
             return Err(e);
         }
     };
-    let kv = match ctx.state.store.create(&ctx.key(&name), encode(&obj)?).await {
-        Ok(kv) => kv,
+    let obj = Arc::new(obj);
+    let key = ctx.key(&name);
+    let bytes = encode(&obj)?;
+    let pending = ctx.state.cache.expect_write(&key, &bytes, &obj);
+    let kv = match ctx.state.store.create(&key, bytes).await {
+        Ok(kv) => {
+            pending.written();
+            kv
+        }
         Err(e) => {
+            drop(pending);
             requested.release(ctx).await;
             allocated.release(ctx).await;
             return Err(ApiError::from_store(e, &ctx.target(&name)));
         }
     };
     tracing::debug!(resource = ctx.def.plural, name = %name, rv = kv.mod_revision, "created");
+    let stored = Stored {
+        object: obj,
+        revision: Some(kv.mod_revision),
+        unchanged: false,
+    };
     Ok(Written {
-        resp: JsonResponse {
-            code: StatusCode::CREATED,
-            body: render_one(ctx, with_revision(obj, &kv)),
-        },
+        resp: stored.reply(ctx, StatusCode::CREATED),
         warnings,
     })
 }
@@ -299,18 +385,16 @@ pub(crate) async fn store_update(
     current: &KeyValue,
     current_obj: &Value,
     mut new: Value,
-) -> ApiResult<Value> {
+) -> ApiResult<Stored> {
     let name = objects::name(&new).unwrap_or_default().to_string();
     let target = ctx.target(&name);
-    let mut cur_cmp = current_obj.clone();
-    objects::remove_meta(&mut cur_cmp, "resourceVersion");
     objects::remove_meta(&mut new, "resourceVersion");
-    objects::remove_meta(&mut cur_cmp, "managedFields");
-    let mut new_cmp = new.clone();
-    objects::remove_meta(&mut new_cmp, "managedFields");
-    if cur_cmp == new_cmp {
+    if objects::same_but_bookkeeping(current_obj, &new) {
         // A no-op write changes nothing, not even the revision.
-        return Ok(current_obj.clone());
+        return Ok(Stored {
+            unchanged: true,
+            ..Stored::plain(current_obj.clone())
+        });
     }
     // Server-side apply already recorded its ownership; every other write is
     // an Update. A binding is not: Kubernetes assigns the node in storage,
@@ -328,7 +412,7 @@ pub(crate) async fn store_update(
         );
     }
     if ctx.query.is_dry_run() {
-        return Ok(new);
+        return Ok(Stored::plain(new));
     }
     let finished = objects::is_deleting(&new)
         && objects::finalizers(&new).is_empty()
@@ -345,22 +429,32 @@ pub(crate) async fn store_update(
             .await
             .map_err(|e| ApiError::from_store(e, &target))?;
         services::release_deleted(ctx, current_obj).await;
-        return Ok(with_revision(new, &kv));
+        return Ok(Stored::plain(with_revision(new, &kv)));
     }
     let reserved = services::reserve_changed(ctx, current_obj, &mut new).await?;
+    let new = Arc::new(new);
+    let key = ctx.key(&name);
+    let bytes = encode(&new)?;
+    let pending = ctx.state.cache.expect_write(&key, &bytes, &new);
     match ctx
         .state
         .store
-        .update(&ctx.key(&name), encode(&new)?, current.mod_revision)
+        .update(&key, bytes, current.mod_revision)
         .await
     {
         Ok(kv) => {
-            services::no_longer_used(current_obj, Some(&new))
+            pending.written();
+            services::no_longer_used(current_obj, Some(&*new))
                 .release(ctx)
                 .await;
-            Ok(with_revision(new, &kv))
+            Ok(Stored {
+                object: new,
+                revision: Some(kv.mod_revision),
+                unchanged: false,
+            })
         }
         Err(e) => {
+            drop(pending);
             reserved.release(ctx).await;
             Err(ApiError::from_store(e, &target))
         }
@@ -397,22 +491,51 @@ pub(crate) async fn update(
     let merged = merge_update(ctx, &current, new, part.unwrap_or(Part::Main))?;
     let stored = store_update(ctx, &kv, &current, merged).await?;
     Ok(Written {
-        resp: ok(render_one(ctx, stored)),
+        resp: stored.reply(ctx, StatusCode::OK),
         warnings,
     })
 }
 
 /// Read-modify-write with retries on conflict: `f` computes the new object
 /// from the current one.
-pub(crate) async fn guaranteed_update<F>(ctx: &Ctx, name: &str, mut f: F) -> ApiResult<Value>
+pub(crate) async fn guaranteed_update<F>(ctx: &Ctx, name: &str, mut f: F) -> ApiResult<Stored>
 where
     F: FnMut(&Value) -> ApiResult<Value>,
 {
+    // The first try starts from the watch cache's object, as Kubernetes'
+    // GuaranteedUpdate does: a stale one fails the conditional write, and
+    // whatever else a stale object could cause (an error, a no-op, a dry
+    // run never checked against the store) is tried again from the store.
+    let mut cached = if ctx.query.is_dry_run() {
+        None
+    } else {
+        ctx.state.cache.latest(&ctx.key(name))
+    };
     for _ in 0..MAX_RETRIES {
-        let (kv, current) = read_object(ctx, name).await?;
-        let new = f(&current)?;
+        let from_cache = cached.is_some();
+        let (kv, current) = match cached.take() {
+            Some((revision, obj)) => {
+                let mut current = (*obj).clone();
+                crate::watchcache::set_resource_version(&mut current, revision);
+                let kv = KeyValue {
+                    key: ctx.key(name),
+                    value: Bytes::new(),
+                    create_revision: 0,
+                    mod_revision: revision,
+                };
+                (kv, current)
+            }
+            None => read_object(ctx, name).await?,
+        };
+        let new = match f(&current) {
+            Ok(new) => new,
+            Err(_) if from_cache => continue,
+            Err(e) => return Err(e),
+        };
         match store_update(ctx, &kv, &current, new).await {
             Err(ApiError::Conflict { .. }) => continue,
+            Err(_) if from_cache => continue,
+            Ok(s) if from_cache && s.unchanged => continue,
             other => return other,
         }
     }
@@ -556,7 +679,7 @@ pub(crate) async fn patch(
     })
     .await?;
     Ok(Written {
-        resp: ok(render_one(ctx, stored)),
+        resp: stored.reply(ctx, StatusCode::OK),
         warnings,
     })
 }

@@ -308,9 +308,8 @@ pub fn record_update(
 
     let kind = PatchKind::of_object(new);
     let walker = Walker { kind: &kind };
-    let before = old.map_or_else(|| Value::Object(Map::new()), without_managed_fields);
-    let after = without_managed_fields(new);
-    let comparison = walker.compare(&before, &after);
+    let empty = Value::Object(Map::new());
+    let comparison = walker.compare_without_managed_fields(old.unwrap_or(&empty), new);
     let ignored = ignored_paths();
     let changed = comparison.changed().without_prefixes(&ignored);
     let removed = comparison.removed.without_prefixes(&ignored);

@@ -309,6 +309,52 @@ impl Walker<'_> {
         cmp
     }
 
+    /// [`compare`](Self::compare) as if neither object had
+    /// `metadata.managedFields` (nor `metadata` when that leaves it empty),
+    /// without copying the objects.
+    pub fn compare_without_managed_fields(&self, old: &Value, new: &Value) -> Comparison {
+        let (Value::Object(o), Value::Object(n)) = (old, new) else {
+            return self.compare(old, new);
+        };
+        if self.kind.is_atomic_map::<&str>(&[]) {
+            return self.compare(old, new);
+        }
+        // Only `metadata` is copied, and without its managedFields.
+        let strip = |m: &Map<String, Value>| -> Option<Value> {
+            match m.get("metadata") {
+                Some(Value::Object(meta)) => {
+                    let rest: Map<String, Value> = meta
+                        .iter()
+                        .filter(|(k, _)| k.as_str() != "managedFields")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    (!rest.is_empty()).then_some(Value::Object(rest))
+                }
+                other => other.cloned(),
+            }
+        };
+        let (old_meta, new_meta) = (strip(o), strip(n));
+        let mut cmp = Comparison::default();
+        let (mut fp, mut names) = (Vec::new(), Vec::new());
+        let keys: Vec<&String> = o
+            .keys()
+            .chain(n.keys().filter(|k| !o.contains_key(*k)))
+            .collect();
+        for key in keys {
+            let (was, is) = if key == "metadata" {
+                (old_meta.as_ref(), new_meta.as_ref())
+            } else {
+                (o.get(key), n.get(key))
+            };
+            fp.push(format!("f:{key}"));
+            names.push(key.clone());
+            self.compare_at(was, is, &mut fp, &mut names, &mut cmp);
+            names.pop();
+            fp.pop();
+        }
+        cmp
+    }
+
     fn compare_at(
         &self,
         old: Option<&Value>,
@@ -321,6 +367,11 @@ impl Walker<'_> {
             (None, None) => return,
             (None, Some(new)) => return self.whole(new, fp, names, &mut cmp.added),
             (Some(old), None) => return self.whole(old, fp, names, &mut cmp.removed),
+            // Equal values have no differences below them: most of an
+            // object is unchanged by a write, so this skips the walk. (The
+            // walk paired items of a keyed list with duplicate keys by key
+            // and could report such an unchanged list as modified.)
+            (Some(old), Some(new)) if old == new => return,
             (Some(old), Some(new)) => (old, new),
         };
         let atomic_map = self.kind.is_atomic_map(names);

@@ -20,6 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
     Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
 };
+use kube::core::PartialObjectMeta;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Client, ResourceExt};
@@ -37,6 +38,9 @@ pub enum Error {
     Api(#[from] kube::Error),
 }
 
+/// What the collector sees of an object: its metadata.
+type Meta = PartialObjectMeta<DynamicObject>;
+
 /// Kinds not worth watching: nothing owns them in practice and they churn.
 const SKIPPED: &[&str] = &["events", "leases"];
 
@@ -52,14 +56,17 @@ pub async fn run(client: Client, _config: &crate::Config) {
         }
     };
     // Bounded: when the collector falls behind, the watches wait.
-    let (tx, mut rx) = mpsc::channel::<(usize, Event<DynamicObject>)>(1024);
+    let (tx, mut rx) = mpsc::channel::<(usize, Event<Meta>)>(1024);
     let mut watched = 0;
     for (i, kind) in kinds.all.iter().enumerate() {
         if SKIPPED.contains(&kind.resource.plural.as_str()) {
             continue;
         }
         watched += 1;
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.resource);
+        // Metadata only (PartialObjectMetadata), as kube-controller-manager's
+        // collector: ownership lives there, and whole objects cost the API
+        // server and this process a decode of every change of every kind.
+        let api: Api<Meta> = Api::all_with(client.clone(), &kind.resource);
         let tx = tx.clone();
         tokio::spawn(async move {
             let mut events = watcher(api, watcher::Config::default())
@@ -139,7 +146,7 @@ impl Collector {
         }
     }
 
-    fn node_of(kind: usize, obj: &DynamicObject) -> Node {
+    fn node_of(kind: usize, obj: &Meta) -> Node {
         Node {
             kind,
             namespace: obj.namespace(),
@@ -150,7 +157,7 @@ impl Collector {
         }
     }
 
-    fn observe(&mut self, kind: usize, ev: Event<DynamicObject>) {
+    fn observe(&mut self, kind: usize, ev: Event<Meta>) {
         match ev {
             Event::Apply(obj) | Event::InitApply(obj) => {
                 let Some(uid) = obj.uid() else { return };
