@@ -311,10 +311,16 @@ spec:
         .await?;
     let after = wait_for_pods(&client, "default", "app=db", 3).await?;
     assert!(!after.iter().any(|p| p.uid() == list[0].uid()));
-    let rs: ReplicaSet = Api::namespaced(client.clone(), "default").get("db").await?;
     let events = c.kubectl(&["get", "events", "-o", "jsonpath={.items[*].reason}"])?;
     assert!(events.contains("SuccessfulCreate"), "{events}");
-    assert_eq!(rs.status.map(|s| s.replicas), Some(3));
+    // The status follows the pods (it is written after the controller
+    // sees the replacement, so it may trail the pod list briefly).
+    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    eventually("status.replicas of 3", TIMEOUT, || async {
+        let rs = rs_api.get("db").await?;
+        Ok((rs.status.map(|s| s.replicas) == Some(3)).then_some(()))
+    })
+    .await?;
     // Settled: no further pods appear.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(active_pods(&client, "default", "app=db").await?.len(), 3);
