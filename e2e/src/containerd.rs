@@ -368,6 +368,58 @@ pub fn pod_ip(pod: &Pod) -> Option<String> {
     pod.status.as_ref()?.pod_ip.clone()
 }
 
+/// The response of a pod that serves on `ip:port`, tried for up to 15 s:
+/// a container with no readiness probe is Ready as soon as it started,
+/// which is not yet listening. A first attempt that fails is reported
+/// (the test output shows it only for a failed test), and the final
+/// error carries the host's routes, neighbours and bridges.
+pub fn http_get_serving(ip: &str, port: u16) -> Result<String> {
+    let started = std::time::Instant::now();
+    let mut first_error = None;
+    let result = wait_for(
+        &format!("HTTP from {ip}:{port}"),
+        Duration::from_secs(15),
+        || match http_get(ip, port) {
+            Ok(body) => Ok(Some(body)),
+            Err(error) => {
+                first_error.get_or_insert_with(|| error.to_string());
+                Err(error)
+            }
+        },
+    );
+    if let Some(error) = &first_error {
+        eprintln!(
+            "{ip}:{port} first failed ({error}); answered after {:?}: {}",
+            started.elapsed(),
+            result.is_ok()
+        );
+    }
+    result.map_err(|error| anyhow::anyhow!("{error:#}\n{}", network_state()))
+}
+
+/// The host's view of pod networking, for a failed connection.
+fn network_state() -> String {
+    [
+        &["-br", "addr"][..],
+        &["route"][..],
+        &["neigh"][..],
+        &["-d", "link", "show", "type", "bridge"][..],
+    ]
+    .iter()
+    .map(|args| {
+        let out = std::process::Command::new("ip").args(*args).output();
+        match out {
+            Ok(out) => format!(
+                "$ ip {}\n{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout)
+            ),
+            Err(error) => format!("$ ip {}: {error}\n", args.join(" ")),
+        }
+    })
+    .collect()
+}
+
 /// `GET /index.html` over HTTP/1.0 to `ip:port`; the whole response.
 pub fn http_get(ip: &str, port: u16) -> Result<String> {
     use std::io::{Read, Write};

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use e2e::containerd::{
-    condition, http_get, phase, pids_with_cmdline, running_and_ready, status, NodeCluster, IMAGE,
+    condition, http_get, http_get_serving, phase, pids_with_cmdline, running_and_ready, status,
+    NodeCluster, IMAGE,
 };
 use e2e::wait_for;
 use k8s_openapi::api::core::v1::Pod;
@@ -126,9 +127,7 @@ fn a_deployment_runs_as_real_containers_that_answer_on_their_pod_ips() -> Result
                 .is_some_and(|id| id.starts_with("containerd://")),
             "{c:?}"
         );
-        let body = wait_for("HTTP from the pod", Duration::from_secs(10), || {
-            Ok(http_get(&ip, 8080).ok())
-        })?;
+        let body = http_get_serving(&ip, 8080)?;
         assert!(body.contains("hello from skiff"), "{body}");
     }
 
@@ -299,7 +298,7 @@ fn two_nodes_run_pods_each_on_its_own_pod_cidr_and_bridge() -> Result<()> {
             "{ip} of a pod on {node_name} outside {}",
             node.pod_cidr
         );
-        assert!(http_get(&ip, 8080)?.contains("hello from skiff"));
+        assert!(http_get_serving(&ip, 8080)?.contains("hello from skiff"));
         used.insert(node_name);
     }
     assert_eq!(used.len(), 2, "the pods did not spread: {used:?}");
@@ -350,9 +349,7 @@ spec:
         .as_ref()
         .and_then(|s| s.pod_ip.clone())
         .context("pod IP")?;
-    let body = wait_for("HTTP from the packed pod", Duration::from_secs(10), || {
-        Ok(http_get(&ip, 8080).ok())
-    })?;
+    let body = http_get_serving(&ip, 8080)?;
     assert!(body.contains("packed-by-skiff"), "{body}");
     let image = status(&pod).map(|c| c.image.clone()).unwrap_or_default();
     assert_eq!(image, "skiff.local/tools:1");
