@@ -213,6 +213,24 @@ fn default_pod_spec(spec: &mut Value) {
     set(s, "securityContext", json!({}));
     set(s, "terminationGracePeriodSeconds", json!(30));
     set_str(s, "schedulerName", "default-scheduler");
+    // The v1 conversion: the deprecated `serviceAccount` fills an empty
+    // `serviceAccountName`, and always mirrors it.
+    if unset(s.get("serviceAccountName")) || s.get("serviceAccountName") == Some(&json!("")) {
+        if let Some(old) = s
+            .get("serviceAccount")
+            .filter(|v| v.as_str().is_some_and(|v| !v.is_empty()))
+        {
+            let old = old.clone();
+            s.insert("serviceAccountName".to_string(), old);
+        }
+    }
+    if let Some(name) = s
+        .get("serviceAccountName")
+        .filter(|v| v.as_str().is_some_and(|v| !v.is_empty()))
+    {
+        let name = name.clone();
+        s.insert("serviceAccount".to_string(), name);
+    }
     for list in ["containers", "initContainers", "ephemeralContainers"] {
         for c in items_mut(spec, list) {
             default_container(c);
