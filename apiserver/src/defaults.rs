@@ -599,6 +599,24 @@ mod tests {
     }
 
     #[test]
+    fn the_deprecated_service_account_field_fills_and_mirrors_service_account_name() {
+        let old = defaulted(
+            "",
+            "Pod",
+            json!({"spec": {"serviceAccount": "robot", "containers": []}}),
+        );
+        assert_eq!(old["spec"]["serviceAccountName"], "robot");
+        let new = defaulted(
+            "",
+            "Pod",
+            json!({"spec": {"serviceAccountName": "robot", "serviceAccount": "other", "containers": []}}),
+        );
+        assert_eq!(new["spec"]["serviceAccount"], "robot");
+        let none = defaulted("", "Pod", json!({"spec": {"containers": []}}));
+        assert!(none["spec"].get("serviceAccount").is_none());
+    }
+
+    #[test]
     fn set_fields_are_never_overwritten() {
         let pod = defaulted(
             "",

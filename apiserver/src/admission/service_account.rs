@@ -401,6 +401,69 @@ mod tests {
         assert_eq!(own["spec"]["imagePullSecrets"], json!([{"name": "mine"}]));
     }
 
+    async fn store_with(
+        accounts: &[Value],
+    ) -> (crate::store::embedded::EmbeddedStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::store::embedded::EmbeddedStore::open(
+            crate::store::embedded::EmbeddedConfig::new(dir.path().join("db")),
+        )
+        .await
+        .expect("store");
+        for sa in accounts {
+            let name = sa["metadata"]["name"].as_str().unwrap_or_default();
+            let key = format!("/registry/core/serviceaccounts/team/{name}");
+            store
+                .create(&key, bytes::Bytes::from(sa.to_string()))
+                .await
+                .expect("create");
+        }
+        (store, dir)
+    }
+
+    #[tokio::test]
+    async fn admission_refuses_a_missing_service_account_and_mutates_with_an_existing_one() {
+        let (store, _dir) = store_with(&[json!({"metadata": {"name": "robot"}})]).await;
+        let mut ghost = pod(json!({"serviceAccountName": "ghost", "containers": [{"name": "a"}]}));
+        let err = admit(&store, "team", &mut ghost)
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            err,
+            ApiError::Forbidden(
+                r#"pods "p" is forbidden: error looking up service account team/ghost: serviceaccount "ghost" not found"#
+                    .to_string()
+            )
+        );
+        let mut robot = pod(json!({"serviceAccountName": "robot", "containers": [{"name": "a"}]}));
+        admit(&store, "team", &mut robot).await.expect("admitted");
+        let volume = robot["spec"]["volumes"][0]["name"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            volume.starts_with(VOLUME_NAME_PREFIX) && volume.len() == VOLUME_NAME_PREFIX.len() + 5,
+            "{volume}"
+        );
+        assert_eq!(
+            robot["spec"]["containers"][0]["volumeMounts"][0]["name"],
+            volume
+        );
+    }
+
+    #[tokio::test]
+    async fn mirror_pods_are_admitted_unchanged() {
+        let (store, _dir) = store_with(&[]).await;
+        let mut mirror = json!({
+            "metadata": {"name": "static", "annotations": {"kubernetes.io/config.mirror": "x"}},
+            "spec": {"containers": [{"name": "a"}]},
+        });
+        let before = mirror.clone();
+        admit(&store, "team", &mut mirror).await.expect("admitted");
+        assert_eq!(mirror, before);
+        mirror["spec"]["serviceAccountName"] = json!("default");
+        assert!(admit(&store, "team", &mut mirror).await.is_err());
+    }
+
     #[test]
     fn mirror_pods_may_not_use_service_accounts_secrets_or_tokens() {
         assert_eq!(mirror_pod_violation(&json!({"containers": []})), None);
