@@ -95,6 +95,9 @@ pub struct ControlPlaneArgs {
     /// audience to authenticate to the API server.
     #[arg(long, default_value = apiserver::serviceaccount::DEFAULT_ISSUER)]
     pub service_account_issuer: String,
+    /// Admission plugins to turn off, comma separated (e.g. ServiceAccount).
+    #[arg(long, value_name = "PLUGINS", value_delimiter = ',')]
+    pub disable_admission_plugins: Vec<String>,
     /// A folder of YAML manifests applied at start and whenever a file changes.
     #[arg(long, value_name = "DIR")]
     pub manifests: Option<PathBuf>,

@@ -194,6 +194,7 @@ fn server_config(
         default_unreachable_toleration_seconds: cp.default_unreachable_toleration_seconds,
         service_cidr: cp.service_cluster_ip_range,
         service_account_issuer: cp.service_account_issuer.clone(),
+        disable_admission_plugins: cp.disable_admission_plugins.clone(),
     }
 }
 

@@ -213,6 +213,24 @@ fn default_pod_spec(spec: &mut Value) {
     set(s, "securityContext", json!({}));
     set(s, "terminationGracePeriodSeconds", json!(30));
     set_str(s, "schedulerName", "default-scheduler");
+    // The v1 conversion: the deprecated `serviceAccount` fills an empty
+    // `serviceAccountName`, and always mirrors it.
+    if unset(s.get("serviceAccountName")) || s.get("serviceAccountName") == Some(&json!("")) {
+        if let Some(old) = s
+            .get("serviceAccount")
+            .filter(|v| v.as_str().is_some_and(|v| !v.is_empty()))
+        {
+            let old = old.clone();
+            s.insert("serviceAccountName".to_string(), old);
+        }
+    }
+    if let Some(name) = s
+        .get("serviceAccountName")
+        .filter(|v| v.as_str().is_some_and(|v| !v.is_empty()))
+    {
+        let name = name.clone();
+        s.insert("serviceAccount".to_string(), name);
+    }
     for list in ["containers", "initContainers", "ephemeralContainers"] {
         for c in items_mut(spec, list) {
             default_container(c);
@@ -578,6 +596,24 @@ mod tests {
             json!({"httpGet": {"port": 80, "path": "/", "scheme": "HTTP"}, "periodSeconds": 5,
                    "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3})
         );
+    }
+
+    #[test]
+    fn the_deprecated_service_account_field_fills_and_mirrors_service_account_name() {
+        let old = defaulted(
+            "",
+            "Pod",
+            json!({"spec": {"serviceAccount": "robot", "containers": []}}),
+        );
+        assert_eq!(old["spec"]["serviceAccountName"], "robot");
+        let new = defaulted(
+            "",
+            "Pod",
+            json!({"spec": {"serviceAccountName": "robot", "serviceAccount": "other", "containers": []}}),
+        );
+        assert_eq!(new["spec"]["serviceAccount"], "robot");
+        let none = defaulted("", "Pod", json!({"spec": {"containers": []}}));
+        assert!(none["spec"].get("serviceAccount").is_none());
     }
 
     #[test]

@@ -59,6 +59,10 @@ pub struct Config {
     /// The `iss` of service-account tokens (`--service-account-issuer`), also
     /// the audience tokens must carry to authenticate (`--api-audiences`).
     pub service_account_issuer: String,
+    /// Admission plugins turned off (kube-apiserver's
+    /// `--disable-admission-plugins`), e.g. `ServiceAccount` for an API
+    /// server that runs without a controller manager.
+    pub disable_admission_plugins: Vec<String>,
 }
 
 /// Errors that stop the server from starting.
@@ -148,6 +152,7 @@ pub async fn app_with_metrics(
             default_unreachable_toleration_seconds: config.default_unreachable_toleration_seconds,
             advertise_address: config.bind.to_string(),
             service_cidr: config.service_cidr,
+            disabled_admission_plugins: config.disable_admission_plugins.clone(),
         }),
         openapi: Arc::new(crate::openapi::OpenApiCache::new((*registry).clone())),
         namespaces,

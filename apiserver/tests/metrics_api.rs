@@ -40,6 +40,8 @@ async fn app(dir: &std::path::Path) -> Router {
         default_unreachable_toleration_seconds: 300,
         service_cidr: apiserver::allocator::ServiceCidr::parse("10.96.0.0/16").expect("cidr"),
         service_account_issuer: apiserver::serviceaccount::DEFAULT_ISSUER.to_string(),
+        // No controller manager here to create the `default` ServiceAccount.
+        disable_admission_plugins: vec!["ServiceAccount".to_string()],
     };
     let (full, api) = apiserver::server::app(&config, Arc::new(store))
         .await

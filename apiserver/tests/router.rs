@@ -33,6 +33,8 @@ async fn app() -> (Router, tempfile::TempDir) {
         default_unreachable_toleration_seconds: 300,
         service_cidr: apiserver::allocator::ServiceCidr::parse("10.96.0.0/16").expect("cidr"),
         service_account_issuer: apiserver::serviceaccount::DEFAULT_ISSUER.to_string(),
+        // No controller manager here to create the `default` ServiceAccount.
+        disable_admission_plugins: vec!["ServiceAccount".to_string()],
     };
     let (full, _) = apiserver::server::app(&config, Arc::new(store))
         .await

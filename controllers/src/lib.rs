@@ -1,7 +1,7 @@
 //! skiff's controller manager: ReplicaSets, Deployments, DaemonSets, Jobs,
 //! garbage collection, namespace and node lifecycle, taint eviction,
 //! Endpoints/EndpointSlices, HorizontalPodAutoscalers, and each namespace's
-//! `default` ServiceAccount.
+//! `default` ServiceAccount and `kube-root-ca.crt` ConfigMap.
 //!
 //! Owns: one reconcile loop per controller, built on `kube-runtime`. Talks to
 //! the cluster only through the Kubernetes API with `kube`; it must never depend
@@ -22,6 +22,7 @@ mod podutil;
 mod podwatch;
 pub mod replicaset;
 mod resources;
+pub mod rootcacertpublisher;
 pub mod serviceaccount;
 pub mod tainteviction;
 pub mod taints;
@@ -49,6 +50,10 @@ pub struct Config {
     /// informer): one decode and one copy of each pod, not one per
     /// controller. Started by the first controller that needs it.
     pub shared_pods: SharedPods,
+    /// The cluster CA bundle (PEM) published in every namespace as the
+    /// `kube-root-ca.crt` ConfigMap (`--root-ca-file`, else the CA the
+    /// controller manager's kubeconfig trusts); `None` publishes nothing.
+    pub root_ca: Option<String>,
 }
 
 impl Default for Config {
@@ -59,6 +64,7 @@ impl Default for Config {
             restart_backoff: Duration::from_secs(1),
             horizontal_pod_autoscaler: hpa::Config::default(),
             shared_pods: SharedPods::default(),
+            root_ca: None,
         }
     }
 }
@@ -103,6 +109,7 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
     spawn!("job", job::run);
     spawn!("horizontal-pod-autoscaler", hpa::run);
     spawn!("serviceaccount", serviceaccount::run);
+    spawn!("root-ca-cert-publisher", rootcacertpublisher::run);
     for (name, task) in tasks {
         task.await.map_err(|source| Error::Task { name, source })?;
     }

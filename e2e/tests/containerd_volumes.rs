@@ -389,7 +389,11 @@ fn jwt_claims(token: &str) -> Result<serde_json::Value> {
 
 /// The HTTP code of `GET path` on the API server with `token` (curl, trusting the CA).
 fn api_code(env: &NodeCluster, path: &str, token: &str) -> Result<String> {
-    let ca = env.data_dir().join("pki").join("ca.crt");
+    api_code_trusting(env, &env.data_dir().join("pki").join("ca.crt"), path, token)
+}
+
+/// [`api_code`], trusting the CA bundle in the file `ca`.
+fn api_code_trusting(env: &NodeCluster, ca: &Path, path: &str, token: &str) -> Result<String> {
     let out = std::process::Command::new("curl")
         .args([
             "-s",
@@ -401,7 +405,7 @@ fn api_code(env: &NodeCluster, path: &str, token: &str) -> Result<String> {
             "10",
             "--cacert",
         ])
-        .arg(&ca)
+        .arg(ca)
         .args(["-H", &format!("Authorization: Bearer {token}")])
         .arg(format!("{}{path}", env.cluster().url()))
         .output()
@@ -441,12 +445,18 @@ spec:
     volumeMounts: [{{name: sa, mountPath: /var/run/secrets/tokens}}]
 ---
 apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: ghost
+---
+apiVersion: v1
 kind: Pod
 metadata:
   name: ghostly
 spec:
   serviceAccountName: ghost
   terminationGracePeriodSeconds: 1
+  nodeSelector: {{ghost-test: "yes"}}
   volumes:
   - name: sa
     projected:
@@ -521,7 +531,11 @@ spec:
     assert_eq!(api_code(&env, pods, &token)?, "200");
     assert_eq!(api_code(&env, pods, &vault)?, "401");
 
-    // A pod whose service account does not exist waits, with the kubelet's message.
+    // A pod whose service account is deleted before it starts (admission
+    // refuses pods naming a missing one) waits, with the kubelet's message:
+    // ghostly is held unschedulable by its nodeSelector until then.
+    env.kubectl(&["delete", "serviceaccount", "ghost"])?;
+    env.kubectl(&["label", "node", e2e::containerd::NODE, "ghost-test=yes"])?;
     let (reason, message) = wait_for(
         "ghostly to wait CreateContainerConfigError",
         Duration::from_secs(30),
@@ -544,6 +558,104 @@ spec:
     // Deleting the pod invalidates its token.
     env.kubectl(&["delete", "pod", "tokens", "--wait=true", "--timeout=60s"])?;
     assert_eq!(api_code(&env, pods, &token)?, "401");
+    Ok(())
+}
+
+#[test]
+fn a_pod_finds_its_service_account_token_the_cluster_ca_and_its_namespace_without_asking(
+) -> Result<()> {
+    let env = NodeCluster::start()?;
+    // A new namespace and a pod in it at once, as a user would: the pod
+    // starts once the namespace's `default` ServiceAccount and
+    // `kube-root-ca.crt` exist.
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata:
+  name: team
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: incluster
+  namespace: team
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {IMAGE}
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+"#
+    );
+    env.apply(&manifest)?;
+    let pod = wait_for("incluster Running", Duration::from_secs(90), || {
+        let out = env.cluster().kubectl_output(&[
+            "get",
+            "pod",
+            "incluster",
+            "-n",
+            "team",
+            "-o",
+            "json",
+        ])?;
+        let pod: Pod = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        Ok((phase(&pod) == "Running").then_some(pod))
+    })?;
+    let uid = pod.metadata.uid.clone().context("uid")?;
+    let cat = |file: &str| {
+        env.kubectl(&[
+            "exec",
+            "-n",
+            "team",
+            "incluster",
+            "--",
+            "cat",
+            &format!("/var/run/secrets/kubernetes.io/serviceaccount/{file}"),
+        ])
+    };
+    let token = cat("token")?.trim().to_string();
+    let ca = cat("ca.crt")?;
+    let namespace = cat("namespace")?;
+    assert_eq!(namespace, "team", "the namespace file");
+    assert_eq!(ca, env.cluster().ca_pem()?, "the cluster CA");
+    let claims = jwt_claims(&token)?;
+    assert_eq!(
+        claims["sub"], "system:serviceaccount:team:default",
+        "{claims}"
+    );
+    assert_eq!(
+        claims["kubernetes.io"]["pod"]["uid"],
+        uid.as_str(),
+        "{claims}"
+    );
+    let lifetime = claims["exp"].as_i64().unwrap_or(0) - claims["iat"].as_i64().unwrap_or(0);
+    assert_eq!(lifetime, 3607, "the injected expirationSeconds");
+    let mode = env.kubectl(&[
+        "exec",
+        "-n",
+        "team",
+        "incluster",
+        "--",
+        "sh",
+        "-c",
+        "ls -lL /var/run/secrets/kubernetes.io/serviceaccount/token | cut -c1-10; \
+         (echo x > /var/run/secrets/kubernetes.io/serviceaccount/x) 2>/dev/null && echo writable || echo read-only",
+    ])?;
+    assert_eq!(
+        mode.trim(),
+        "-rw-r--r--\nread-only",
+        "mode 0644, read-only mount"
+    );
+
+    // From the host, over HTTPS trusting the CA the pod was given, the
+    // token authenticates as the pod's service account.
+    let ca_file = env.data_dir().join("pod-ca.crt");
+    std::fs::write(&ca_file, &ca)?;
+    assert_eq!(
+        api_code_trusting(&env, &ca_file, "/api/v1/namespaces/team/pods", &token)?,
+        "200"
+    );
     Ok(())
 }
 

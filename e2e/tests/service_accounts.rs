@@ -385,3 +385,192 @@ spec:
     expect_unauthorized(&answer, "a token bound to a recreated pod")?;
     Ok(())
 }
+
+/// A pod as JSON, from `kubectl get -o json`.
+fn get_json(cluster: &Cluster, args: &[&str]) -> Result<Value> {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-o", "json"]);
+    Ok(serde_json::from_str(&cluster.kubectl(&all)?)?)
+}
+
+fn apply(cluster: &Cluster, manifest: &str) -> Result<std::process::Output> {
+    cluster.kubectl_stdin(&["apply", "-f", "-"], manifest)
+}
+
+#[test]
+fn new_pods_get_the_service_account_credentials_volume_and_namespaces_the_root_ca() -> Result<()> {
+    let cluster = Cluster::start(ClusterOptions {
+        nodes: 1,
+        ..Default::default()
+    })?;
+    let ca = cluster.ca_pem()?;
+    cluster.kubectl(&["create", "namespace", "team"])?;
+    // The root-CA publisher gives the new namespace the cluster CA.
+    let cm = wait_for("kube-root-ca.crt in team", Duration::from_secs(30), || {
+        let out = cluster.kubectl_output(&[
+            "get",
+            "configmap",
+            "kube-root-ca.crt",
+            "-n",
+            "team",
+            "-o",
+            "json",
+        ])?;
+        Ok(out
+            .status
+            .success()
+            .then(|| serde_json::from_slice::<Value>(&out.stdout).ok())
+            .flatten())
+    })?;
+    ensure!(cm["data"]["ca.crt"] == ca.as_str(), "the CA differs: {cm}");
+    ensure!(
+        cm["metadata"]["annotations"]["kubernetes.io/description"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("Contains a CA bundle")),
+        "{cm}"
+    );
+    // Edited or deleted, it comes back.
+    cluster.kubectl(&[
+        "patch",
+        "configmap",
+        "kube-root-ca.crt",
+        "-n",
+        "team",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"ca.crt":"tampered"}}"#,
+    ])?;
+    wait_for(
+        "the CA restored after an edit",
+        Duration::from_secs(30),
+        || {
+            let cm = get_json(&cluster, &["configmap", "kube-root-ca.crt", "-n", "team"])?;
+            Ok((cm["data"]["ca.crt"] == ca.as_str()).then_some(()))
+        },
+    )?;
+    cluster.kubectl(&["delete", "configmap", "kube-root-ca.crt", "-n", "team"])?;
+    wait_for(
+        "the CA restored after a delete",
+        Duration::from_secs(30),
+        || {
+            let out =
+                cluster.kubectl_output(&["get", "configmap", "kube-root-ca.crt", "-n", "team"])?;
+            Ok(out.status.success().then_some(()))
+        },
+    )?;
+
+    // A pod in the new namespace (created right away, as users do) runs as
+    // `default` and mounts a kube-api-access volume in every container.
+    let pod = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: team
+spec:
+  initContainers:
+  - name: init
+    image: busybox
+  containers:
+  - name: app
+    image: busybox
+  - name: own
+    image: busybox
+    volumeMounts:
+    - name: mine
+      mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+  volumes:
+  - name: mine
+    emptyDir: {}
+"#;
+    let out = apply(&cluster, pod)?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = get_json(&cluster, &["pod", "web", "-n", "team"])?;
+    let spec = &p["spec"];
+    ensure!(spec["serviceAccountName"] == "default", "{spec}");
+    ensure!(spec["serviceAccount"] == "default", "{spec}");
+    let volumes = spec["volumes"].as_array().context("volumes")?;
+    ensure!(volumes.len() == 2, "{spec}");
+    let injected = &volumes[1];
+    let name = injected["name"].as_str().unwrap_or_default();
+    ensure!(
+        name.starts_with("kube-api-access-") && name.len() == "kube-api-access-".len() + 5,
+        "{injected}"
+    );
+    ensure!(
+        injected["projected"]
+            == json!({
+                "defaultMode": 420,
+                "sources": [
+                    {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+                ],
+            }),
+        "{injected}"
+    );
+    let mount = json!([{"name": name, "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]);
+    ensure!(spec["initContainers"][0]["volumeMounts"] == mount, "{spec}");
+    ensure!(spec["containers"][0]["volumeMounts"] == mount, "{spec}");
+    ensure!(
+        spec["containers"][1]["volumeMounts"]
+            == json!([{"name": "mine", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]),
+        "the container's own mount is kept: {spec}"
+    );
+
+    // Opting out on the pod, or on its ServiceAccount, mounts nothing.
+    cluster.kubectl(&["create", "serviceaccount", "quiet", "-n", "team"])?;
+    cluster.kubectl(&[
+        "patch",
+        "serviceaccount",
+        "quiet",
+        "-n",
+        "team",
+        "-p",
+        r#"{"automountServiceAccountToken":false}"#,
+    ])?;
+    let quiet = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: quiet
+  namespace: team
+spec:
+  serviceAccountName: quiet
+  containers:
+  - name: app
+    image: busybox
+"#;
+    let out = apply(&cluster, quiet)?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = get_json(&cluster, &["pod", "quiet", "-n", "team"])?;
+    ensure!(p["spec"]["volumes"].is_null(), "{}", p["spec"]);
+    ensure!(
+        p["spec"]["containers"][0]["volumeMounts"].is_null(),
+        "{}",
+        p["spec"]
+    );
+
+    // A ServiceAccount that does not exist is refused, as upstream.
+    let ghost = quiet
+        .replace("name: quiet\n  namespace", "name: ghost\n  namespace")
+        .replace("serviceAccountName: quiet", "serviceAccountName: ghost");
+    let out = apply(&cluster, &ghost)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success()
+            && stderr.contains(
+                r#"pods "ghost" is forbidden: error looking up service account team/ghost: serviceaccount "ghost" not found"#
+            ),
+        "{stderr}"
+    );
+    Ok(())
+}

@@ -40,6 +40,15 @@ pub struct HandlerConfig {
     pub advertise_address: String,
     /// Where Service ClusterIPs come from.
     pub service_cidr: crate::allocator::ServiceCidr,
+    /// Admission plugins turned off (`--disable-admission-plugins`).
+    pub disabled_admission_plugins: Vec<String>,
+}
+
+impl HandlerConfig {
+    /// Whether the admission plugin `name` runs.
+    pub fn admission_plugin_enabled(&self, name: &str) -> bool {
+        !self.disabled_admission_plugins.iter().any(|p| p == name)
+    }
 }
 
 /// Everything a handler needs; cheap to clone.

@@ -228,6 +228,15 @@ async fn admit_and_store_new(
     );
     admission::default(&ctx.def, &mut obj);
     admission::prepare_create(&ctx.def, &mut obj, tolerations);
+    if (ctx.def.group, ctx.def.kind) == ("", "Pod")
+        && ctx
+            .state
+            .config
+            .admission_plugin_enabled(admission::service_account::PLUGIN_NAME)
+    {
+        let namespace = ctx.info.namespace.clone().unwrap_or_default();
+        admission::service_account::admit(ctx.state.store.as_ref(), &namespace, &mut obj).await?;
+    }
     admission::validate(&ctx.def, &obj, None)?;
     if let Some(manager) = manager {
         patch::record_update(

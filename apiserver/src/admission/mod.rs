@@ -1,5 +1,8 @@
 //! Admission: what happens to an object between decoding and storage —
-//! strict field checks, type checks, defaulting, system fields and validation.
+//! strict field checks, type checks, defaulting, system fields and validation,
+//! and the admission plugins ([`service_account`]).
+
+pub mod service_account;
 
 use serde_json::{json, Value};
 
