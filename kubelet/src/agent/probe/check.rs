@@ -1,5 +1,5 @@
-//! The three probe checks Kubernetes runs (`httpGet`, `tcpSocket`, `exec`),
-//! each bounded by the probe's `timeoutSeconds`. Each returns a
+//! The `httpGet`, `tcpSocket` and `exec` probe checks (`grpc` is in
+//! [`super::grpc`]), each bounded by the probe's `timeoutSeconds`. Each returns a
 //! [`ProbeResult`]; failures carry the message Kubernetes would show
 //! (`HTTP probe failed with statuscode: 503`, `dial tcp ...: connect:
 //! connection refused`).
@@ -46,11 +46,11 @@ pub struct HttpGet {
 }
 
 /// The User-Agent Kubernetes' prober sends.
-const USER_AGENT: &str = "kube-probe/1.31";
+pub(super) const USER_AGENT: &str = "kube-probe/1.31";
 /// How much of the response is read to find the status line.
 const MAX_HEAD: usize = 16 * 1024;
 
-fn host_port(host: &str, port: u16) -> String {
+pub(super) fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
