@@ -1,6 +1,7 @@
 //! Container probes on real nodes: `skiff up --runtime containerd` runs
 //! busybox pods whose readiness, liveness and startup probes (httpGet,
-//! tcpSocket, exec through containerd's Tasks Exec API) decide `ready`,
+//! tcpSocket, exec through containerd's Tasks Exec API, and grpc against
+//! this workspace's `grpc_health_server` packed by `skiff image build`) decide `ready`,
 //! restarts and the pod's Ready condition, as in Kubernetes; and whose
 //! init containers run in order to completion before the app containers.
 //!
@@ -492,5 +493,121 @@ spec:
         status(&retried).and_then(waiting_reason),
         Some("PodInitializing")
     );
+    Ok(())
+}
+
+/// Packs this workspace's `grpc_health_server` into an image the node
+/// imports (`skiff image build`), as a developer's own service would be.
+fn grpc_health_image(env: &Env) -> Result<&'static str> {
+    const NAME: &str = "skiff.local/grpc-health:e2e";
+    let out = std::process::Command::new(e2e::skiff_bin())
+        .args([
+            "image",
+            "build",
+            "--binary",
+            env!("CARGO_BIN_EXE_grpc_health_server"),
+        ])
+        .args(["--name", NAME, "--data-dir"])
+        .arg(env.data_dir())
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "skiff image build: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(NAME)
+}
+
+#[test]
+fn grpc_probes_call_the_health_service_and_act_on_not_serving_and_connect_timeouts() -> Result<()> {
+    let env = Env::start()?;
+    let image = grpc_health_image(&env)?;
+    // `health`: service `app` turns NOT_SERVING after 12 s (readiness), the
+    // overall health stays SERVING (liveness). `dead`: its liveness probe
+    // calls a port nothing listens on.
+    env.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: health
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {image}
+    imagePullPolicy: Never
+    command: ["grpc_health_server", "9000", "12"]
+    readinessProbe:
+      grpc: {{port: 9000, service: app}}
+      periodSeconds: 1
+      failureThreshold: 1
+    livenessProbe:
+      grpc: {{port: 9000}}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: dead
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {image}
+    imagePullPolicy: Never
+    command: ["grpc_health_server", "9000"]
+    livenessProbe:
+      grpc: {{port: 9001}}
+      periodSeconds: 1
+      failureThreshold: 2
+"#
+    ))?;
+    let ready = wait_for("health Ready=True", Duration::from_secs(60), || {
+        let pod = env.pod("health")?;
+        Ok((condition(&pod, "Ready").as_deref() == Some("True")).then_some(pod))
+    })?;
+    assert!(status(&ready).is_some_and(|s| s.ready));
+
+    let unready = wait_for("health Ready=False", Duration::from_secs(40), || {
+        let pod = env.pod("health")?;
+        Ok((condition(&pod, "Ready").as_deref() == Some("False")).then_some(pod))
+    })?;
+    assert!(is_running(&unready), "{:?}", unready.status);
+    assert_eq!(
+        restarts(&unready),
+        0,
+        "a SERVING liveness probe restarted it"
+    );
+    wait_for("the NOT_SERVING event", Duration::from_secs(10), || {
+        let events = env.events("health")?;
+        Ok(events
+            .iter()
+            .any(|(r, m)| {
+                r == "Unhealthy"
+                    && m == r#"Readiness probe failed: service unhealthy (responded with "NOT_SERVING")"#
+            })
+            .then_some(()))
+    })?;
+
+    let restarted = wait_for(
+        "dead restarted by its liveness probe",
+        Duration::from_secs(60),
+        || {
+            let pod = env.pod("dead")?;
+            Ok((restarts(&pod) >= 1).then_some(pod))
+        },
+    )?;
+    let ip = pod_ip(&restarted).context("pod IP")?;
+    let events = wait_for("the connect timeout event", Duration::from_secs(10), || {
+        let events = env.events("dead")?;
+        let want = format!(
+            "Liveness probe failed: timeout: failed to connect service \"{ip}:9001\" within 1s: context deadline exceeded"
+        );
+        Ok(events
+            .iter()
+            .any(|(r, m)| r == "Unhealthy" && *m == want)
+            .then_some(events))
+    })?;
+    eprintln!("events: {events:?}");
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! The three probe checks Kubernetes runs (`httpGet`, `tcpSocket`, `exec`),
-//! each bounded by the probe's `timeoutSeconds`. Each returns a
+//! The `httpGet`, `tcpSocket` and `exec` probe checks (`grpc` is in
+//! [`super::grpc`]), each bounded by the probe's `timeoutSeconds`. Each returns a
 //! [`ProbeResult`]; failures carry the message Kubernetes would show
 //! (`HTTP probe failed with statuscode: 503`, `dial tcp ...: connect:
 //! connection refused`).
@@ -46,11 +46,11 @@ pub struct HttpGet {
 }
 
 /// The User-Agent Kubernetes' prober sends.
-const USER_AGENT: &str = "kube-probe/1.31";
+pub(super) const USER_AGENT: &str = "kube-probe/1.31";
 /// How much of the response is read to find the status line.
 const MAX_HEAD: usize = 16 * 1024;
 
-fn host_port(host: &str, port: u16) -> String {
+pub(super) fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -162,84 +162,22 @@ pub async fn http_get(get: &HttpGet, timeout: Duration) -> ProbeResult {
 mod tls {
     use std::sync::{Arc, OnceLock};
 
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::crypto::CryptoProvider;
-    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-    use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
-
-    #[derive(Debug)]
-    struct AcceptAny(Arc<CryptoProvider>);
-
-    impl ServerCertVerifier for AcceptAny {
-        fn verify_server_cert(
-            &self,
-            _end_entity: &CertificateDer<'_>,
-            _intermediates: &[CertificateDer<'_>],
-            _server_name: &ServerName<'_>,
-            _ocsp: &[u8],
-            _now: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(
-                message,
-                cert,
-                dss,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(
-                message,
-                cert,
-                dss,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
-        }
-    }
+    use rustls::ClientConfig;
 
     /// One shared client configuration.
     pub(super) fn unverified_client() -> Arc<ClientConfig> {
         static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
         CONFIG
-            .get_or_init(|| {
-                let provider = Arc::new(rustls::crypto::ring::default_provider());
-                let config = ClientConfig::builder_with_provider(provider.clone())
-                    .with_safe_default_protocol_versions()
-                    .map(|builder| {
-                        builder
-                            .dangerous()
-                            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
-                            .with_no_client_auth()
-                    });
-                match config {
-                    Ok(config) => Arc::new(config),
-                    // The ring provider supports the default versions; a
-                    // config without them would fail every handshake,
-                    // which the probe then reports.
-                    Err(_) => Arc::new(
-                        ClientConfig::builder()
-                            .with_root_certificates(rustls::RootCertStore::empty())
-                            .with_no_client_auth(),
-                    ),
-                }
+            .get_or_init(|| match tlsutil::unverified_client() {
+                Ok(builder) => Arc::new(builder.with_no_client_auth()),
+                // The ring provider supports the default versions; a
+                // config without them would fail every handshake, which
+                // the probe then reports.
+                Err(_) => Arc::new(
+                    ClientConfig::builder()
+                        .with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth(),
+                ),
             })
             .clone()
     }

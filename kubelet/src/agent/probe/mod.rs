@@ -21,6 +21,7 @@
 //! run and aggregates them; this keeps the API writes bounded).
 
 pub mod check;
+pub mod grpc;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 pub use check::{Exec, HttpGet, ProbeResult};
+pub use grpc::GrpcCheck;
 
 /// Which probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,6 +124,8 @@ pub enum ProbeAction {
     },
     /// `exec`.
     Exec(Vec<String>),
+    /// `grpc`: `grpc.health.v1.Health/Check` on the pod IP.
+    Grpc(GrpcCheck),
 }
 
 /// Why a probe cannot run; each run then fails with this message, as in
@@ -140,9 +144,6 @@ pub enum ProbeSpecError {
     /// The pod has no IP yet and the probe names no host.
     #[error("the pod has no IP yet")]
     NoPodIp,
-    /// A handler skiff does not implement.
-    #[error("{0} probes are not supported by skiff")]
-    Unsupported(&'static str),
 }
 
 /// Resolves `port` (a number, a numeric string or a named container port).
@@ -212,8 +213,17 @@ pub fn action(
             port: resolve_port(&tcp.port, container)?,
         });
     }
-    if probe.grpc.is_some() {
-        return Err(ProbeSpecError::Unsupported("gRPC"));
+    if let Some(grpc) = &probe.grpc {
+        // `grpc.port` is a number only (no named ports), on the pod IP.
+        let port = u16::try_from(grpc.port)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or(ProbeSpecError::InvalidPort(i64::from(grpc.port)))?;
+        return Ok(ProbeAction::Grpc(GrpcCheck {
+            host: host(None)?,
+            port,
+            service: grpc.service.clone().unwrap_or_default(),
+        }));
     }
     Err(ProbeSpecError::NoHandler)
 }
@@ -224,6 +234,7 @@ pub async fn run_check(action: &ProbeAction, exec: &dyn Exec, timeout: Duration)
         ProbeAction::Http(get) => check::http_get(get, timeout).await,
         ProbeAction::Tcp { host, port } => check::tcp_socket(host, *port, timeout).await,
         ProbeAction::Exec(command) => check::exec(exec, command, timeout).await,
+        ProbeAction::Grpc(check) => grpc::grpc(check, timeout).await,
     }
 }
 

@@ -2,8 +2,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{
-    ContainerPort, ContainerState, ContainerStateRunning, ExecAction, HTTPGetAction, PodSpec,
-    TCPSocketAction,
+    ContainerPort, ContainerState, ContainerStateRunning, ExecAction, GRPCAction, HTTPGetAction,
+    PodSpec, TCPSocketAction,
 };
 
 use super::*;
@@ -343,5 +343,41 @@ fn http_probes_target_the_pod_ip_and_resolve_named_ports() {
     assert_eq!(
         action(&Probe::default(), &c, None),
         Err(ProbeSpecError::NoHandler)
+    );
+}
+
+#[test]
+fn grpc_probes_target_the_pod_ip_with_the_service_or_the_empty_one() {
+    let c = container();
+    let probe = |port: i32, service: Option<&str>| Probe {
+        grpc: Some(GRPCAction {
+            port,
+            service: service.map(str::to_string),
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        action(&probe(9000, Some("app.Api")), &c, Some("10.244.0.7")),
+        Ok(ProbeAction::Grpc(GrpcCheck {
+            host: "10.244.0.7".to_string(),
+            port: 9000,
+            service: "app.Api".to_string(),
+        }))
+    );
+    assert_eq!(
+        action(&probe(9000, None), &c, Some("10.244.0.7")),
+        Ok(ProbeAction::Grpc(GrpcCheck {
+            host: "10.244.0.7".to_string(),
+            port: 9000,
+            service: String::new(),
+        }))
+    );
+    assert_eq!(
+        action(&probe(9000, None), &c, None),
+        Err(ProbeSpecError::NoPodIp)
+    );
+    assert_eq!(
+        action(&probe(0, None), &c, Some("10.244.0.7")),
+        Err(ProbeSpecError::InvalidPort(0))
     );
 }
