@@ -18,6 +18,7 @@ pub mod hpa;
 pub mod job;
 pub mod namespace;
 pub mod nodelifecycle;
+mod per_namespace;
 mod podutil;
 mod podwatch;
 pub mod replicaset;

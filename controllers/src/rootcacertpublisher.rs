@@ -7,16 +7,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ObjectMeta, PostParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
-use tracing::{info_span, Instrument};
+use kube::Client;
+
+use crate::per_namespace;
 
 /// The ConfigMap's name in every namespace.
 pub const CONFIG_MAP_NAME: &str = "kube-root-ca.crt";
@@ -27,19 +23,6 @@ pub const DESCRIPTION_ANNOTATION: &str = "kubernetes.io/description";
 /// Kubernetes' description of the ConfigMap.
 pub const DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
 
-/// What can go wrong publishing one namespace's ConfigMap.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API request failed; the namespace is retried.
-    #[error("API request failed: {0}")]
-    Api(#[from] kube::Error),
-}
-
-struct Context {
-    client: Client,
-    root_ca: String,
-}
-
 /// Runs the controller until its watches end; without a root CA in the
 /// config there is nothing to publish and it returns at once.
 pub async fn run(client: Client, config: &crate::Config) {
@@ -48,25 +31,11 @@ pub async fn run(client: Client, config: &crate::Config) {
         // Nothing to do; park rather than be restarted in a loop.
         return std::future::pending().await;
     };
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        root_ca,
-    });
-    let config_maps = Api::<ConfigMap>::all(client.clone());
-    Controller::new(Api::<Namespace>::all(client), watcher::Config::default())
-        .watches(
-            config_maps,
-            watcher::Config::default().fields(&format!("metadata.name={CONFIG_MAP_NAME}")),
-            |cm| cm.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns)),
-        )
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
-        .await;
-}
-
-fn error_policy(ns: Arc<Namespace>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(namespace = ns.name_any(), %error, "publishing kube-root-ca.crt failed");
-    Action::requeue(Duration::from_secs(1))
+    let root_ca: Arc<str> = root_ca.into();
+    per_namespace::run(client, CONFIG_MAP_NAME, CONFIG_MAP_NAME, move |api| {
+        ensure(api, Arc::clone(&root_ca))
+    })
+    .await
 }
 
 /// The ConfigMap's data.
@@ -113,48 +82,21 @@ fn desired(current: Option<&ConfigMap>, root_ca: &str) -> Option<ConfigMap> {
     }
 }
 
-async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let name = ns.name_any();
-    let span = info_span!("reconcile", namespace = %name);
-    async move {
-        if !is_active(&ns) {
-            return Ok(Action::await_change());
-        }
-        let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &name);
-        let current = api.get_opt(CONFIG_MAP_NAME).await?;
-        let Some(want) = desired(current.as_ref(), &ctx.root_ca) else {
-            return Ok(Action::await_change());
-        };
-        let result = if current.is_some() {
+/// Creates or corrects the namespace's ConfigMap.
+async fn ensure(api: Api<ConfigMap>, root_ca: Arc<str>) -> Result<(), kube::Error> {
+    let current = api.get_opt(CONFIG_MAP_NAME).await?;
+    let Some(want) = desired(current.as_ref(), &root_ca) else {
+        return Ok(());
+    };
+    match &current {
+        Some(_) => {
             api.replace(CONFIG_MAP_NAME, &PostParams::default(), &want)
-                .await
-        } else {
-            api.create(&PostParams::default(), &want).await
-        };
-        match result {
-            Ok(_) => tracing::info!(created = current.is_none(), "published kube-root-ca.crt"),
-            // The namespace is terminating or gone: nothing to publish.
-            Err(kube::Error::Api(s)) if current.is_none() && matches!(s.code, 403 | 404) => {}
-            // Someone else wrote it meanwhile: look again.
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                return Ok(Action::requeue(Duration::ZERO))
-            }
-            Err(e) => return Err(e.into()),
+                .await?
         }
-        Ok(Action::await_change())
-    }
-    .instrument(span)
-    .await
-}
-
-/// A namespace that is not being deleted gets the ConfigMap.
-fn is_active(ns: &Namespace) -> bool {
-    ns.metadata.deletion_timestamp.is_none()
-        && ns
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.as_deref())
-            .is_none_or(|p| p == "Active")
+        None => api.create(&PostParams::default(), &want).await?,
+    };
+    tracing::info!(created = current.is_none(), "published kube-root-ca.crt");
+    Ok(())
 }
 
 #[cfg(test)]
