@@ -105,19 +105,7 @@ pub async fn remove_node(dir: &Path) -> Result<Removed, CleanupError> {
             }
         }
     }
-    // Sandboxes whose containers are already gone still have CNI state.
-    for entry in std::fs::read_dir(dir.join("cni/pods"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        if let Some(uid) = entry.path().file_stem().and_then(|s| s.to_str()) {
-            let uid = uid.to_string();
-            if !uids.contains(&uid) {
-                uids.push(uid);
-            }
-        }
-    }
+    add_saved_sandboxes(&mut uids, &network).await;
     for pod_uid in uids {
         if network.teardown(&SandboxRef { pod_uid }).await.is_ok() {
             removed.sandboxes += 1;
@@ -145,6 +133,18 @@ pub async fn remove_node(dir: &Path) -> Result<Removed, CleanupError> {
         }
     }
     Ok(removed)
+}
+
+/// Adds to `uids` the pods whose sandbox network is still set up: a pod
+/// whose containers are already gone keeps its netns and IP until torn down.
+/// The UIDs come from the saved CNI state (whose files are named by netns,
+/// not by UID).
+async fn add_saved_sandboxes(uids: &mut Vec<String>, network: &impl PodNetwork) {
+    for sandbox in network.sandboxes().await {
+        if !uids.contains(&sandbox.pod_uid) {
+            uids.push(sandbox.pod_uid);
+        }
+    }
 }
 
 /// PIDs of processes whose command line contains `needle`.
@@ -199,5 +199,34 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let error = remove_node(dir.path()).await.expect_err("no state");
         assert!(error.to_string().contains(STATE_FILE), "{error}");
+    }
+
+    #[tokio::test]
+    async fn sandboxes_left_without_containers_are_torn_down_by_their_pod_uid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = CniConfig::new(dir.path(), "skiff3", "10.244.3.0/24");
+        let sandbox = SandboxRef {
+            pod_uid: "4f1c-uid-of-a-deleted-pod".into(),
+        };
+        std::fs::create_dir_all(&config.state_dir).expect("state dir");
+        let status = crate::cni::PodNetworkStatus {
+            netns_path: PathBuf::from("/run/netns").join(sandbox.netns_name()),
+            ip: "10.244.3.7".parse().expect("ip"),
+            pod_uid: sandbox.pod_uid.clone(),
+        };
+        std::fs::write(
+            config
+                .state_dir
+                .join(format!("{}.json", sandbox.netns_name())),
+            serde_json::to_vec(&status).expect("json"),
+        )
+        .expect("state file");
+        let network = CniNetwork::new(config);
+        let mut uids = vec!["uid-with-containers".to_string(), sandbox.pod_uid.clone()];
+        add_saved_sandboxes(&mut uids, &network).await;
+        assert_eq!(uids, ["uid-with-containers", "4f1c-uid-of-a-deleted-pod"]);
+        let mut uids = vec!["uid-with-containers".to_string()];
+        add_saved_sandboxes(&mut uids, &network).await;
+        assert_eq!(uids, ["uid-with-containers", "4f1c-uid-of-a-deleted-pod"]);
     }
 }
