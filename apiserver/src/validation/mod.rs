@@ -19,7 +19,6 @@ mod duplicates;
 mod meta;
 mod names;
 mod pod;
-pub mod quantity;
 mod service;
 mod typed;
 mod value;

@@ -7,9 +7,9 @@ use serde_json::Value;
 
 use super::meta;
 use super::names;
-use super::quantity::Quantity;
 use super::value::{arr, child, get, index, int, key, obj, semantic_eq, str_of, string_map};
 use super::{push_invalid, FieldError};
+use quantity::Quantity;
 
 const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
 const DNS_POLICIES: &[&str] = &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"];

@@ -8,85 +8,13 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 /// The value of `q` in thousandths, rounded up; `None` if it does not parse.
 pub fn milli_value(q: &Quantity) -> Option<i64> {
-    parse_milli(q.0.trim())
-}
-
-fn parse_milli(s: &str) -> Option<i64> {
-    let (negative, s) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    let end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, suffix) = s.split_at(end);
-    if number.is_empty() || number == "." {
-        return None;
-    }
-    // The number as `mantissa * 10^exp10`, exactly.
-    let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
-    let digits = format!("{int_part}{frac_part}");
-    let digits = digits.trim_start_matches('0');
-    if digits.len() > 30 {
-        return None;
-    }
-    let mantissa: i128 = if digits.is_empty() {
-        0
-    } else {
-        digits.parse().ok()?
-    };
-    let mut exp10 = -(frac_part.len() as i32) + 3; // in milli-units
-    let mut binary: u32 = 0;
-    match suffix {
-        "" => {}
-        "n" => exp10 -= 9,
-        "u" => exp10 -= 6,
-        "m" => exp10 -= 3,
-        "k" => exp10 += 3,
-        "M" => exp10 += 6,
-        "G" => exp10 += 9,
-        "T" => exp10 += 12,
-        "P" => exp10 += 15,
-        "E" => exp10 += 18,
-        "Ki" => binary = 10,
-        "Mi" => binary = 20,
-        "Gi" => binary = 30,
-        "Ti" => binary = 40,
-        "Pi" => binary = 50,
-        "Ei" => binary = 60,
-        e if e.starts_with(['e', 'E']) => exp10 += e[1..].parse::<i32>().ok()?,
-        _ => return None,
-    }
-    let mut value = mantissa.checked_mul(1i128.checked_shl(binary)?)?;
-    if exp10 >= 0 {
-        value = value.checked_mul(10i128.checked_pow(exp10 as u32)?)?;
-    } else {
-        let div = 10i128
-            .checked_pow(exp10.unsigned_abs())
-            .unwrap_or(i128::MAX);
-        // Rounded up, as MilliValue does (away from zero for the magnitude).
-        value = (value + div - 1) / div;
-    }
-    let value = i64::try_from(value).ok()?;
-    Some(if negative { -value } else { value })
+    quantity::milli_value(&q.0)
 }
 
 /// `resource.NewMilliQuantity(milli, DecimalSI)` in its canonical form:
 /// `1500m`, `2`, `3k`.
 pub fn from_milli(milli: i64) -> Quantity {
-    if milli % 1000 != 0 {
-        return Quantity(format!("{milli}m"));
-    }
-    let mut v = milli / 1000;
-    let mut suffix = "";
-    for s in ["k", "M", "G", "T", "P", "E"] {
-        if v == 0 || v % 1000 != 0 {
-            break;
-        }
-        v /= 1000;
-        suffix = s;
-    }
-    Quantity(format!("{v}{suffix}"))
+    Quantity(quantity::from_milli(milli))
 }
 
 /// A Go `time.Duration` string (`"1s"`, `"1m30s"`, `"500ms"`).
@@ -124,31 +52,11 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    fn m(s: &str) -> Option<i64> {
-        milli_value(&Quantity(s.to_string()))
-    }
-
     #[test]
-    fn quantities_become_milli_values_rounded_up() {
-        assert_eq!(m("250m"), Some(250));
-        assert_eq!(m("1"), Some(1000));
-        assert_eq!(m("0.1"), Some(100));
-        assert_eq!(m("1.5"), Some(1500));
-        assert_eq!(m("12345n"), Some(1));
-        assert_eq!(m("1Ki"), Some(1_024_000));
-        assert_eq!(m("2k"), Some(2_000_000));
-        assert_eq!(m("1e3"), Some(1_000_000));
-        assert_eq!(m("-5"), Some(-5000));
-        assert_eq!(m("abc"), None);
-        assert_eq!(m("5x"), None);
-    }
-
-    #[test]
-    fn milli_quantities_print_in_canonical_form() {
+    fn quantities_wrap_the_shared_parser_and_printer() {
+        assert_eq!(milli_value(&Quantity("250m".into())), Some(250));
+        assert_eq!(milli_value(&Quantity("5x".into())), None);
         assert_eq!(from_milli(1500).0, "1500m");
-        assert_eq!(from_milli(2000).0, "2");
-        assert_eq!(from_milli(0).0, "0");
-        assert_eq!(from_milli(3_000_000).0, "3k");
     }
 
     #[test]

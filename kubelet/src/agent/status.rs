@@ -170,7 +170,7 @@ pub fn qos_class(pod: &Pod) -> &'static str {
     });
     let (mut any, mut guaranteed) = (false, true);
     let value = |q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>| {
-        q.and_then(|q| crate::containerd::spec::parse_quantity(&q.0))
+        q.and_then(|q| quantity::as_f64(&q.0))
     };
     for container in containers {
         let resources = container.resources.as_ref();

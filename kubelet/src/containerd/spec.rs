@@ -147,39 +147,6 @@ pub fn environment(
         .collect()
 }
 
-/// Parses a Kubernetes quantity (`128Mi`, `1G`, `500m`, `0.5`, `1e3`) into
-/// its value in base units.
-pub fn parse_quantity(quantity: &str) -> Option<f64> {
-    let quantity = quantity.trim();
-    let suffixes: &[(&str, f64)] = &[
-        ("Ki", 1024f64),
-        ("Mi", 1024f64.powi(2)),
-        ("Gi", 1024f64.powi(3)),
-        ("Ti", 1024f64.powi(4)),
-        ("Pi", 1024f64.powi(5)),
-        ("Ei", 1024f64.powi(6)),
-        ("n", 1e-9),
-        ("u", 1e-6),
-        ("m", 1e-3),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("P", 1e15),
-        ("E", 1e18),
-    ];
-    for (suffix, factor) in suffixes {
-        if let Some(number) = quantity.strip_suffix(suffix) {
-            return number
-                .parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite())
-                .map(|v| v * factor);
-        }
-    }
-    quantity.parse::<f64>().ok().filter(|v| v.is_finite())
-}
-
 fn resource(
     container: &Container,
     which: fn(&k8s_openapi::api::core::v1::ResourceRequirements) -> Option<&Quantity>,
@@ -188,7 +155,7 @@ fn resource(
     let Some(quantity) = container.resources.as_ref().and_then(which) else {
         return Ok(None);
     };
-    parse_quantity(&quantity.0)
+    quantity::as_f64(&quantity.0)
         .filter(|v| *v >= 0.0)
         .map(Some)
         .ok_or_else(|| SpecError::InvalidQuantity {
@@ -543,16 +510,6 @@ mod tests {
             environment(&c, &img, &[]),
             vec!["PATH=/x", "HOME=/root", "NEW=1"]
         );
-    }
-
-    #[test]
-    fn quantities_parse_binary_decimal_and_milli_suffixes() {
-        assert_eq!(parse_quantity("128Mi"), Some(128.0 * 1024.0 * 1024.0));
-        assert_eq!(parse_quantity("1G"), Some(1e9));
-        assert_eq!(parse_quantity("500m"), Some(0.5));
-        assert_eq!(parse_quantity("1e3"), Some(1000.0));
-        assert_eq!(parse_quantity("2"), Some(2.0));
-        assert_eq!(parse_quantity("lots"), None);
     }
 
     fn with_resources(limits: &[(&str, &str)], requests: &[(&str, &str)]) -> Container {

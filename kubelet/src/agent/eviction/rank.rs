@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use super::thresholds::{format_bytes, NodePressure};
-use crate::containerd::spec::parse_quantity;
 use crate::stats::PodStats;
 
 /// `Evicted`: the reason of evicted and rejected pods.
@@ -38,7 +37,7 @@ pub fn priority(pod: &Pod) -> i32 {
 
 fn container_request(container: &Container, resource: &str) -> Option<f64> {
     let requests = container.resources.as_ref()?.requests.as_ref()?;
-    parse_quantity(&requests.get(resource)?.0)
+    quantity::as_f64(&requests.get(resource)?.0)
 }
 
 /// The pod's request of `resource` (Kubernetes' effective request: the
@@ -62,7 +61,7 @@ pub fn pod_request(pod: &Pod, resource: &str) -> u64 {
     let overhead = spec
         .overhead
         .as_ref()
-        .and_then(|o| parse_quantity(&o.get(resource)?.0))
+        .and_then(|o| quantity::as_f64(&o.get(resource)?.0))
         .unwrap_or(0.0);
     (containers.max(init) + overhead).max(0.0).ceil() as u64
 }
@@ -130,7 +129,7 @@ pub fn eviction_message(
             .as_ref()
             .and_then(|r| r.requests.as_ref())
             .and_then(|r| r.get(resource));
-        let request_amount = request.and_then(|q| parse_quantity(&q.0)).unwrap_or(0.0);
+        let request_amount = request.and_then(|q| quantity::as_f64(&q.0)).unwrap_or(0.0);
         let usage = used.memory.working_set_bytes;
         if usage as f64 > request_amount {
             let request_text = request.map_or("0", |q| q.0.as_str());

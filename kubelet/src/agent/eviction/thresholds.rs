@@ -378,7 +378,7 @@ fn parse_value(signal: Signal, value: &str) -> Result<Option<Threshold>, Thresho
             value: ThresholdValue::Percentage(percent),
         }));
     }
-    let amount = crate::containerd::spec::parse_quantity(value)
+    let amount = quantity::as_f64(value)
         .filter(|v| *v >= 0.0 && *v < u64::MAX as f64)
         .ok_or_else(bad)?;
     if amount == 0.0 {

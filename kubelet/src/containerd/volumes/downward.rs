@@ -9,7 +9,6 @@ use k8s_openapi::api::core::v1::{
 };
 
 use super::VolumeError;
-use crate::containerd::spec::parse_quantity;
 
 /// What the node knows about a pod that its object may not say yet.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -123,7 +122,7 @@ fn quantity(resources: Option<&ResourceRequirements>, limits: bool, name: &str) 
     } else {
         resources.requests.as_ref()
     };
-    map?.get(name).and_then(|q| parse_quantity(&q.0))
+    map?.get(name).and_then(|q| quantity::as_f64(&q.0))
 }
 
 /// The value of a `resourceFieldRef` on `container`: limits default to the
@@ -155,7 +154,7 @@ pub fn resource_value(
             .unwrap_or(0.0)
     };
     let divisor = match &selector.divisor {
-        Some(q) => parse_quantity(&q.0)
+        Some(q) => quantity::as_f64(&q.0)
             .filter(|d| *d > 0.0)
             .ok_or_else(invalid)?,
         None => 1.0,

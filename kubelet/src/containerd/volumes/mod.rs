@@ -230,7 +230,7 @@ fn sum_memory_limits(pod: &Pod) -> Option<u64> {
             .limits
             .as_ref()?
             .get("memory")?;
-        total += crate::containerd::spec::parse_quantity(&limit.0)? as u64;
+        total += quantity::as_f64(&limit.0)? as u64;
     }
     Some(total)
 }
@@ -254,7 +254,7 @@ async fn plan(
                 empty
                     .size_limit
                     .as_ref()
-                    .and_then(|q| crate::containerd::spec::parse_quantity(&q.0))
+                    .and_then(|q| quantity::as_f64(&q.0))
                     .map(|bytes| bytes.ceil() as u64)
                     .or_else(|| sum_memory_limits(pod)),
             ),

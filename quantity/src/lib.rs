@@ -1,8 +1,16 @@
-//! Kubernetes resource quantities (`100m`, `1Gi`, `1e3`, `0.5`).
+//! Kubernetes resource quantities (`100m`, `1Gi`, `1e3`, `0.5`), parsed
+//! exactly as `resource.Quantity` does upstream.
 //!
 //! `k8s-openapi`'s `Quantity` is only the string; this parses it into an exact
-//! value `mantissa × 10^exp10 × 2^exp2` so quantities can be compared
-//! (`requests <= limits`) and converted, as `resource.Quantity` does upstream.
+//! value `mantissa × 10^exp10 × 2^exp2` so quantities can be validated with
+//! Kubernetes' messages, compared (`requests <= limits`) and converted. The
+//! API server (validation), the scheduler (requests in milli-CPU and bytes),
+//! the HPA (milli-values of metrics) and the node agent (cgroup limits,
+//! downward API, eviction) all read quantities through it, so they agree on
+//! every value.
+//!
+//! It must not depend on any skiff component crate (apiserver, scheduler,
+//! kubelet, controllers, proxy): components share it, never each other.
 
 use std::cmp::Ordering;
 use std::str::FromStr;
@@ -247,6 +255,44 @@ fn parse_suffix(suffix: &str) -> Result<(i32, u32), QuantityError> {
     Ok((exp, 0))
 }
 
+/// `q` in thousandths, rounded up (`"100m"` → 100, `"2"` → 2000),
+/// saturating; `None` if `q` is not a quantity.
+pub fn milli_value(q: &str) -> Option<i64> {
+    Quantity::parse(q).ok().map(|q| q.milli_value())
+}
+
+/// `q` rounded up to an integer (`"1Gi"` → 1073741824, `"1.5"` → 2),
+/// saturating; `None` if `q` is not a quantity.
+pub fn value(q: &str) -> Option<i64> {
+    Quantity::parse(q).ok().map(|q| q.value())
+}
+
+/// `q` as a float; `None` if `q` is not a quantity.
+pub fn as_f64(q: &str) -> Option<f64> {
+    Quantity::parse(q)
+        .ok()
+        .map(|q| q.as_f64())
+        .filter(|v| v.is_finite())
+}
+
+/// `resource.NewMilliQuantity(milli, DecimalSI)` in its canonical form:
+/// `1500m`, `2`, `3k`.
+pub fn from_milli(milli: i64) -> String {
+    if milli % 1000 != 0 {
+        return format!("{milli}m");
+    }
+    let mut v = milli / 1000;
+    let mut suffix = "";
+    for s in ["k", "M", "G", "T", "P", "E"] {
+        if v == 0 || v % 1000 != 0 {
+            break;
+        }
+        v /= 1000;
+        suffix = s;
+    }
+    format!("{v}{suffix}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,5 +369,26 @@ mod tests {
         assert_eq!(q("1e30").milli_value(), i64::MAX);
         assert_eq!(q("-1e30").value(), i64::MIN);
         assert_eq!(q("1e-30").value(), 1);
+    }
+
+    #[test]
+    fn the_string_helpers_parse_round_and_print() {
+        assert_eq!(milli_value("250m"), Some(250));
+        assert_eq!(milli_value("12345n"), Some(1));
+        assert_eq!(milli_value("5x"), None);
+        assert_eq!(value("1.5"), Some(2));
+        assert_eq!(value("1e40"), Some(i64::MAX));
+        assert_eq!(as_f64("128Mi"), Some(134_217_728.0));
+        assert_eq!(as_f64("500m"), Some(0.5));
+        assert_eq!(as_f64("lots"), None);
+    }
+
+    #[test]
+    fn milli_values_print_in_canonical_decimal_form() {
+        assert_eq!(from_milli(1500), "1500m");
+        assert_eq!(from_milli(2000), "2");
+        assert_eq!(from_milli(3_000_000), "3k");
+        assert_eq!(from_milli(0), "0");
+        assert_eq!(from_milli(-250), "-250m");
     }
 }
