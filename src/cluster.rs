@@ -171,6 +171,9 @@ fn server_config(
         "kubernetes".to_string(),
         "kubernetes.default".to_string(),
         "kubernetes.default.svc".to_string(),
+        "kubernetes.default.svc.cluster.local".to_string(),
+        // The `kubernetes` Service's ClusterIP, which in-cluster clients dial.
+        cp.service_cluster_ip_range.first().to_string(),
     ];
     let bind = cp.bind_address.to_string();
     if !cp.bind_address.is_unspecified() && !sans.contains(&bind) {
@@ -272,12 +275,26 @@ async fn serve_control_plane(cp: &ControlPlaneArgs, up: Option<&UpArgs>) -> Resu
         &control_plane_identity(&dir),
     )
     .await?;
-    let dns = proxy_options(
+    let mut dns = proxy_options(
         &cp.service_cluster_ip_range,
         up.map(|u| &u.dns).unwrap_or(&ClusterDnsArgs::default()),
     )?;
-    crate::components::proxy::ensure_dns_service(&dir.kubeconfig(), dns.config().cluster_dns_ip)
-        .await?;
+    // This process's nodes reach the API server where its kubeconfig does.
+    dns.api_server = Some(std::net::SocketAddr::new(
+        if cp.bind_address.is_unspecified() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            cp.bind_address
+        },
+        server.local_addr.port(),
+    ));
+    crate::components::proxy::ensure_cluster_services(
+        &dir.kubeconfig(),
+        dns.config().cluster_dns_ip,
+        cp.service_cluster_ip_range.first(),
+        server.local_addr.port(),
+    )
+    .await?;
     let mut service_proxy = None;
     if up.is_some_and(|u| u.nodes > 0 && u.runtime == Runtime::Containerd) {
         let running = crate::components::proxy::start(&dir.kubeconfig(), &dns).await?;
@@ -302,6 +319,7 @@ async fn serve_control_plane(cp: &ControlPlaneArgs, up: Option<&UpArgs>) -> Resu
                 eviction_monitoring_interval: up.eviction.eviction_monitoring_interval,
                 cluster_dns: Some(dns.config().cluster_dns_ip.to_string()),
                 cluster_domain: dns.cluster_domain.clone(),
+                kubernetes_service: Some((cp.service_cluster_ip_range.first(), 443)),
                 request_counters: service_proxy.as_ref().map(|p| {
                     std::sync::Arc::new(crate::components::proxy::AgentCounters(p.counters.clone()))
                         as std::sync::Arc<dyn kubelet::RequestCounters>
@@ -366,7 +384,29 @@ fn proxy_options(
             crate::cli::ProxyModeArg::Nftables => proxy::ProxyMode::Nftables,
             crate::cli::ProxyModeArg::Userspace => proxy::ProxyMode::Userspace,
         },
+        api_server: None,
     })
+}
+
+/// The socket address of an API server URL (`https://host:port`), as an
+/// agent's Service proxy connects to it for the `kubernetes` Service.
+async fn api_server_address(server: &str) -> Result<std::net::SocketAddr> {
+    let uri: http::Uri = server
+        .parse()
+        .with_context(|| format!("invalid --server {server}: use https://HOST:PORT"))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| anyhow!("--server {server} has no host: use https://HOST:PORT"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = uri.port_u16().unwrap_or(443);
+    let mut addrs = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .with_context(|| format!("cannot resolve the API server host {host}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| anyhow!("the API server host {host} has no address"))
 }
 
 async fn wait_for_signal() -> Result<()> {
@@ -394,7 +434,8 @@ async fn agent(args: AgentArgs) -> Result<()> {
     let kubeconfig = dir.root.join("agent-kubeconfig.yaml");
     crate::join::write_agent_kubeconfig(&kubeconfig, &args.server, &ca, &token)?;
     let started = Instant::now();
-    let dns = proxy_options(&args.service_cluster_ip_range, &args.dns)?;
+    let mut dns = proxy_options(&args.service_cluster_ip_range, &args.dns)?;
+    dns.api_server = Some(api_server_address(&args.server).await?);
     let service_proxy = if args.runtime == Runtime::Containerd {
         Some(crate::components::proxy::start(&kubeconfig, &dns).await?)
     } else {
@@ -412,6 +453,7 @@ async fn agent(args: AgentArgs) -> Result<()> {
         eviction_monitoring_interval: args.eviction.eviction_monitoring_interval,
         cluster_dns: Some(dns.config().cluster_dns_ip.to_string()),
         cluster_domain: dns.cluster_domain.clone(),
+        kubernetes_service: Some((args.service_cluster_ip_range.first(), 443)),
         request_counters: service_proxy.as_ref().map(|p| {
             std::sync::Arc::new(crate::components::proxy::AgentCounters(p.counters.clone()))
                 as std::sync::Arc<dyn kubelet::RequestCounters>

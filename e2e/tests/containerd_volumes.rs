@@ -659,6 +659,85 @@ spec:
     Ok(())
 }
 
+/// Packs this workspace's `incluster_client` into an image the node imports
+/// (`skiff image build`), as a developer's own operator would be.
+fn incluster_client_image(env: &NodeCluster) -> Result<&'static str> {
+    const NAME: &str = "skiff.local/incluster-client:e2e";
+    let out = std::process::Command::new(e2e::skiff_bin())
+        .args([
+            "image",
+            "build",
+            "--binary",
+            env!("CARGO_BIN_EXE_incluster_client"),
+        ])
+        .args(["--name", NAME, "--data-dir"])
+        .arg(env.data_dir())
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "skiff image build: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(NAME)
+}
+
+#[test]
+fn an_in_cluster_client_reaches_the_api_through_the_kubernetes_service_with_its_pods_credentials(
+) -> Result<()> {
+    let env = NodeCluster::start()?;
+    let image = incluster_client_image(&env)?;
+    // The Service in-cluster clients find the API server by.
+    let service = env.kubectl(&[
+        "get",
+        "service",
+        "kubernetes",
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={.spec.clusterIP} {.spec.ports[0].name} {.spec.ports[0].port}",
+    ])?;
+    assert_eq!(service.trim(), "10.96.0.1 https 443");
+    // kube-rs's in-cluster configuration: the env vars, the token, the CA
+    // (checked against the serving certificate for 10.96.0.1) and the
+    // namespace, all given by the node; the pod lists its own namespace.
+    env.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: operator
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {image}
+    imagePullPolicy: Never
+    command: ["incluster_client"]
+"#
+    ))?;
+    let pod = wait_for("operator to finish", Duration::from_secs(120), || {
+        let pod = env.pod("operator")?;
+        Ok(matches!(phase(&pod), "Succeeded" | "Failed").then_some(pod))
+    })?;
+    let logs = env.kubectl(&["logs", "operator"])?;
+    assert_eq!(phase(&pod), "Succeeded", "{logs}");
+    let lines: Vec<&str> = logs.lines().collect();
+    assert!(
+        lines
+            .first()
+            .is_some_and(|l| l.starts_with("server: https://10.96.0.1")),
+        "{logs}"
+    );
+    assert!(
+        lines
+            .iter()
+            .skip_while(|l| **l != "pods:")
+            .any(|l| *l == "operator"),
+        "the pod sees itself in its namespace: {logs}"
+    );
+    Ok(())
+}
+
 #[test]
 fn a_container_over_its_memory_limit_is_reported_oom_killed() -> Result<()> {
     let env = NodeCluster::start()?;

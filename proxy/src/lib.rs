@@ -152,6 +152,12 @@ pub struct Config {
     pub dns_service: (String, String),
     /// Where request counts go (shared with the caller).
     pub counters: Counters,
+    /// The API server as this node reaches it. When set, the
+    /// `default/kubernetes` Service is carried by the userspace proxy to this
+    /// address, whatever its endpoints say: the API server may listen on
+    /// loopback only, which the kernel path cannot DNAT pods to (k3s's
+    /// agents proxy it the same way).
+    pub api_server: Option<SocketAddr>,
 }
 
 impl Config {
@@ -171,9 +177,13 @@ impl Config {
             resync_period: Duration::from_secs(5),
             dns_service: ("kube-system".to_string(), "kube-dns".to_string()),
             counters: Counters::new(),
+            api_server: None,
         }
     }
 }
+
+/// The Service every pod reaches the API server through.
+pub const KUBERNETES_SERVICE: (&str, &str) = ("default", "kubernetes");
 
 /// Removes the service interface and the kernel rules (for `skiff down`
 /// and shutdown).
@@ -334,7 +344,10 @@ impl State {
     }
 
     async fn reconcile(&mut self, services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) {
-        let views = views(services, slices);
+        let mut views = views(services, slices);
+        if let Some(api_server) = self.config.api_server {
+            route_to_api_server(&mut views, api_server);
+        }
         self.zone
             .replace(dns::Records::build(&self.config.cluster_domain, &views));
         let desired = desired_listeners(&self.config, &views);
@@ -474,6 +487,26 @@ fn views(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Vec<Servic
             endpoints::service_view(s, slices)
         })
         .collect()
+}
+
+/// Points the `default/kubernetes` Service's ports at `api_server`, on the
+/// userspace path.
+fn route_to_api_server(views: &mut [ServiceView], api_server: SocketAddr) {
+    for view in views
+        .iter_mut()
+        .filter(|v| (v.namespace.as_str(), v.name.as_str()) == KUBERNETES_SERVICE)
+    {
+        view.mode = Some(ProxyMode::Userspace);
+        for port in &mut view.ports {
+            port.endpoints = vec![Backend {
+                addr: api_server,
+                pod: None,
+                ready: true,
+                serving: true,
+                terminating: false,
+            }];
+        }
+    }
 }
 
 /// The data path of `view`'s ClusterIP.
@@ -676,6 +709,37 @@ mod tests {
             ips.len(),
             3,
             "{ips:?}: the endpoint-less ClusterIP is held too"
+        );
+    }
+
+    #[test]
+    fn the_kubernetes_service_is_proxied_to_the_api_server_whatever_its_endpoints() {
+        let mut api = view("default", "kubernetes", "10.96.0.1", "TCP", None);
+        api.ports[0].port = 443;
+        api.ports[0].endpoints = vec![backend("192.0.2.9:6443", true)];
+        let other = view("team", "kubernetes", "10.96.0.2", "TCP", None);
+        let mut views = vec![api, other];
+        let api_server: SocketAddr = "127.0.0.1:6443".parse().expect("addr");
+        route_to_api_server(&mut views, api_server);
+        let mut config = config();
+        config.api_server = Some(api_server);
+        assert_eq!(
+            kernel_ports(&config, &views)
+                .iter()
+                .map(|p| p.cluster_ip.to_string())
+                .collect::<Vec<_>>(),
+            Vec::<String>::new(),
+            "only Services with endpoints get kernel rules, and the API's is userspace"
+        );
+        let desired = desired_listeners(&config, &views);
+        let api_listener = desired
+            .get(&"10.96.0.1:443".parse().expect("addr"))
+            .expect("the API Service is listened on");
+        let backends: Vec<SocketAddr> = api_listener.endpoints.iter().map(|b| b.addr).collect();
+        assert_eq!(backends, vec![api_server]);
+        assert_eq!(
+            views[1].mode, None,
+            "a same-named Service elsewhere is untouched"
         );
     }
 

@@ -29,6 +29,9 @@ pub struct NodeOptions {
     /// The cluster DNS IP and domain written into pods' resolv.conf.
     pub cluster_dns: Option<String>,
     pub cluster_domain: String,
+    /// The `default/kubernetes` Service's ClusterIP and port, given to every
+    /// container as `KUBERNETES_SERVICE_HOST`/`_PORT`.
+    pub kubernetes_service: Option<(std::net::Ipv4Addr, u16)>,
     /// This process's Service proxy counters, served by the first node
     /// (the API server sums per pod over nodes, so only one node reports them).
     pub request_counters: Option<std::sync::Arc<dyn kubelet::RequestCounters>>,
@@ -83,6 +86,7 @@ fn agent_configs(
             config.containerd_address = containerd_address.map(Path::to_path_buf);
             config.cluster_dns = opts.cluster_dns.clone();
             config.cluster_domain = opts.cluster_domain.clone();
+            config.kubernetes_service = opts.kubernetes_service;
             config.insecure_registries = opts.insecure_registries.clone();
             if let Some(thresholds) = &opts.eviction_hard {
                 config.eviction_hard = thresholds.clone();
@@ -212,6 +216,7 @@ mod tests {
             eviction_monitoring_interval: std::time::Duration::from_secs(2),
             cluster_dns: Some("10.96.0.10".to_string()),
             cluster_domain: "cluster.local".to_string(),
+            kubernetes_service: Some((std::net::Ipv4Addr::new(10, 96, 0, 1), 443)),
             request_counters: None,
         }
     }
@@ -224,6 +229,11 @@ mod tests {
         assert_eq!(configs[0].pod_cidr, "10.244.0.0/24");
         assert_eq!(configs[1].pod_cidr, "10.244.1.0/24");
         assert_ne!(configs[0].bridge, configs[1].bridge);
+        assert_eq!(
+            configs[1].kubernetes_service,
+            Some((std::net::Ipv4Addr::new(10, 96, 0, 1), 443)),
+            "every node gives pods the API's Service"
+        );
         assert_eq!(configs[1].containerd_namespace, "skiff-skiff-node-1");
         assert_eq!(configs[0].images_dir, Some(PathBuf::from("/d/images")));
         assert_eq!(configs[1].insecure_registries, vec!["127.0.0.1:5000"]);

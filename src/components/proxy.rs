@@ -18,6 +18,9 @@ pub struct ProxyOptions {
     pub cluster_domain: String,
     /// `--proxy-mode`.
     pub mode: proxy::ProxyMode,
+    /// The API server as this process reaches it: where the
+    /// `default/kubernetes` Service's ClusterIP leads.
+    pub api_server: Option<std::net::SocketAddr>,
 }
 
 impl ProxyOptions {
@@ -28,6 +31,7 @@ impl ProxyOptions {
         }
         config.cluster_domain = self.cluster_domain.clone();
         config.mode = self.mode;
+        config.api_server = self.api_server;
         config
     }
 }
@@ -125,27 +129,62 @@ fn dns_service(dns_ip: Ipv4Addr) -> Result<Service> {
     .context("building the kube-dns Service")
 }
 
-/// Creates `kube-system/kube-dns` when absent (an existing one is kept).
-pub async fn ensure_dns_service(kubeconfig: &Path, dns_ip: Ipv4Addr) -> Result<()> {
+/// The `default/kubernetes` Service: selectorless, on the service range's
+/// first address, port 443 (`https`) to the API server's `port`, as
+/// kube-apiserver keeps it. Node proxies carry it to the API server.
+fn kubernetes_service(ip: Ipv4Addr, port: u16) -> Result<Service> {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "kubernetes",
+            "namespace": "default",
+            "labels": {"component": "apiserver", "provider": "kubernetes"},
+        },
+        "spec": {
+            "clusterIP": ip.to_string(),
+            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
+            "sessionAffinity": "None",
+            "type": "ClusterIP",
+        },
+    }))
+    .context("building the kubernetes Service")
+}
+
+/// Creates the cluster's own Services when absent (existing ones are
+/// kept): `kube-system/kube-dns` on `dns_ip` and `default/kubernetes` on
+/// `api_ip`, leading to the API server's `api_port`.
+pub async fn ensure_cluster_services(
+    kubeconfig: &Path,
+    dns_ip: Ipv4Addr,
+    api_ip: Ipv4Addr,
+    api_port: u16,
+) -> Result<()> {
     let client = crate::components::client_from_kubeconfig(kubeconfig).await?;
-    let api: Api<Service> = Api::namespaced(client, "kube-system");
+    ensure_service(&client, dns_service(dns_ip)?).await?;
+    ensure_service(&client, kubernetes_service(api_ip, api_port)?).await
+}
+
+async fn ensure_service(client: &kube::Client, service: Service) -> Result<()> {
+    let namespace = service.metadata.namespace.clone().unwrap_or_default();
+    let name = service.metadata.name.clone().unwrap_or_default();
+    let api: Api<Service> = Api::namespaced(client.clone(), &namespace);
     if api
-        .get_opt("kube-dns")
+        .get_opt(&name)
         .await
-        .context("cannot read kube-system/kube-dns")?
+        .with_context(|| format!("cannot read {namespace}/{name}"))?
         .is_some()
     {
         return Ok(());
     }
-    match api
-        .create(&PostParams::default(), &dns_service(dns_ip)?)
-        .await
-    {
+    match api.create(&PostParams::default(), &service).await {
         Ok(_) => Ok(()),
         // Another server created it meanwhile.
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(e)
-            .with_context(|| format!("cannot create kube-system/kube-dns with clusterIP {dns_ip}")),
+        Err(e) => Err(e).with_context(|| {
+            let ip = service.spec.and_then(|s| s.cluster_ip).unwrap_or_default();
+            format!("cannot create {namespace}/{name} with clusterIP {ip}")
+        }),
     }
 }
 
@@ -166,12 +205,29 @@ mod tests {
     }
 
     #[test]
+    fn the_kubernetes_service_is_selectorless_https_to_the_api_port() {
+        let s = kubernetes_service(Ipv4Addr::new(10, 96, 0, 1), 6443).expect("service");
+        assert_eq!(s.metadata.namespace.as_deref(), Some("default"));
+        let spec = s.spec.expect("spec");
+        assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.1"));
+        assert!(spec.selector.is_none());
+        let ports = spec.ports.expect("ports");
+        assert_eq!(ports[0].name.as_deref(), Some("https"));
+        assert_eq!(ports[0].port, 443);
+        assert_eq!(
+            ports[0].target_port,
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(6443))
+        );
+    }
+
+    #[test]
     fn cluster_dns_defaults_to_the_service_network_plus_ten() {
         let opts = ProxyOptions {
             service_cidr: proxy::Ipv4Cidr::parse("10.100.0.0/16").expect("cidr"),
             cluster_dns: None,
             cluster_domain: "cluster.local".into(),
             mode: proxy::ProxyMode::Nftables,
+            api_server: None,
         };
         assert_eq!(opts.config().cluster_dns_ip, Ipv4Addr::new(10, 100, 0, 10));
     }

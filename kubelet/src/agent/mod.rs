@@ -96,6 +96,9 @@ pub struct AgentConfig {
     /// The cluster DNS server written into `ClusterFirst` pods'
     /// resolv.conf (kubelet `--cluster-dns`); `None` gives them the host's.
     pub cluster_dns: Option<String>,
+    /// The API's Service (`default/kubernetes`) as ClusterIP and port, for
+    /// the `KUBERNETES_SERVICE_*` variables of every container.
+    pub kubernetes_service: Option<(std::net::Ipv4Addr, u16)>,
     /// The cluster domain (kubelet `--cluster-domain`, `cluster.local`).
     pub cluster_domain: String,
     /// Port of the agent's HTTPS API on `host_ip` (0 = ephemeral); after
@@ -140,6 +143,7 @@ impl AgentConfig {
             image_pull_backoff: BackoffConfig::default(),
             insecure_registries: Vec::new(),
             cluster_dns: None,
+            kubernetes_service: None,
             cluster_domain: "cluster.local".to_string(),
             server_port: 0,
             client_ca: None,
@@ -305,6 +309,7 @@ impl Agent {
                 network,
                 ContainerdRuntimeConfig {
                     cluster_dns: config.cluster_dns.clone(),
+                    kubernetes_service: config.kubernetes_service,
                     cluster_domain: config.cluster_domain.clone(),
                     api: Some(Arc::new(pod_api::ClientPodApi::new(
                         client.clone(),

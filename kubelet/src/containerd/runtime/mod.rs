@@ -116,6 +116,9 @@ pub struct ContainerdRuntimeConfig {
     pub cluster_dns: Option<String>,
     /// The cluster domain (kubelet `--cluster-domain`).
     pub cluster_domain: String,
+    /// The API's Service (`default/kubernetes`) as ClusterIP and port:
+    /// every container gets its `KUBERNETES_SERVICE_*` variables.
+    pub kubernetes_service: Option<(std::net::Ipv4Addr, u16)>,
     /// Reads ConfigMaps and Secrets (volumes, env) and records events;
     /// `None` makes pods that need them wait `CreateContainerConfigError`.
     pub api: Option<Arc<dyn PodApi>>,
@@ -136,6 +139,7 @@ impl ContainerdRuntimeConfig {
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             cluster_dns: None,
             cluster_domain: "cluster.local".to_string(),
+            kubernetes_service: None,
             api: None,
             node_ip: None,
             allocatable: machine_capacity(),
@@ -332,6 +336,11 @@ impl ContainerdRuntime {
             host_ip: self.config.node_ip.clone(),
             allocatable_cpu: self.config.allocatable.0,
             allocatable_memory: self.config.allocatable.1,
+            service_env: self
+                .config
+                .kubernetes_service
+                .map(|(ip, port)| volumes::env::kubernetes_service_env(ip, port))
+                .unwrap_or_default(),
         }
     }
 

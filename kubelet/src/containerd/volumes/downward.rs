@@ -22,6 +22,9 @@ pub struct NodeFacts {
     pub allocatable_cpu: f64,
     /// Allocatable memory of the node in bytes, likewise.
     pub allocatable_memory: f64,
+    /// Variables every container starts with, before its own: the
+    /// `KUBERNETES_SERVICE_*` / `KUBERNETES_PORT*` set of the API's Service.
+    pub service_env: Vec<(String, String)>,
 }
 
 /// Go's `%q` of a string: double-quoted with Go escapes.

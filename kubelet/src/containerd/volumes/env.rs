@@ -128,6 +128,25 @@ pub fn lookup_in(env: &[(String, String)]) -> impl Fn(&str) -> Option<String> + 
     }
 }
 
+/// The variables Kubernetes gives every container for the API's Service
+/// (`default/kubernetes` at `ip:port`), in the Docker-links form the kubelet
+/// uses: `KUBERNETES_SERVICE_HOST`, `KUBERNETES_SERVICE_PORT`, the named
+/// port's `KUBERNETES_SERVICE_PORT_HTTPS` and the `KUBERNETES_PORT*` set.
+pub fn kubernetes_service_env(ip: std::net::Ipv4Addr, port: u16) -> Vec<(String, String)> {
+    let url = format!("tcp://{ip}:{port}");
+    let prefix = format!("KUBERNETES_PORT_{port}_TCP");
+    vec![
+        ("KUBERNETES_SERVICE_HOST".into(), ip.to_string()),
+        ("KUBERNETES_SERVICE_PORT".into(), port.to_string()),
+        ("KUBERNETES_SERVICE_PORT_HTTPS".into(), port.to_string()),
+        ("KUBERNETES_PORT".into(), url.clone()),
+        (prefix.clone(), url),
+        (format!("{prefix}_PROTO"), "tcp".into()),
+        (format!("{prefix}_PORT"), port.to_string()),
+        (format!("{prefix}_ADDR"), ip.to_string()),
+    ]
+}
+
 /// The container's variables, in definition order (later ones override).
 pub async fn resolve(
     pod: &Pod,
@@ -141,7 +160,9 @@ pub async fn resolve(
         namespace,
         seen: HashMap::new(),
     };
-    let mut env = Vec::new();
+    // Service variables first, so the container's own can use and
+    // override them, as the kubelet orders them.
+    let mut env = facts.service_env.clone();
     for source in container.env_from.iter().flatten() {
         let prefix = source.prefix.clone().unwrap_or_default();
         let (kind, name, optional) = match (&source.config_map_ref, &source.secret_ref) {
@@ -413,6 +434,51 @@ mod tests {
         let lookup = lookup_in(&env);
         assert_eq!(lookup("EARLY").as_deref(), Some("$(COLOR)"));
         assert_eq!(lookup("URL").as_deref(), Some("http://blue:80"));
+    }
+
+    #[tokio::test]
+    async fn containers_get_the_api_service_variables_and_may_use_or_override_them() {
+        let plain = |name: &str, value: &str| EnvVar {
+            name: name.to_string(),
+            value: Some(value.to_string()),
+            ..Default::default()
+        };
+        let container = Container {
+            name: "c".to_string(),
+            env: Some(vec![
+                plain(
+                    "API",
+                    "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)",
+                ),
+                plain("KUBERNETES_SERVICE_PORT_HTTPS", "8443"),
+            ]),
+            ..Default::default()
+        };
+        let facts = NodeFacts {
+            service_env: kubernetes_service_env("10.96.0.1".parse().expect("ip"), 443),
+            ..Default::default()
+        };
+        let env = resolve(&pod(), &container, None, &facts)
+            .await
+            .expect("env");
+        let lookup = lookup_in(&env);
+        assert_eq!(
+            lookup("KUBERNETES_SERVICE_HOST").as_deref(),
+            Some("10.96.0.1")
+        );
+        assert_eq!(
+            lookup("KUBERNETES_PORT").as_deref(),
+            Some("tcp://10.96.0.1:443")
+        );
+        assert_eq!(
+            lookup("KUBERNETES_PORT_443_TCP_ADDR").as_deref(),
+            Some("10.96.0.1")
+        );
+        assert_eq!(lookup("API").as_deref(), Some("https://10.96.0.1:443"));
+        assert_eq!(
+            lookup("KUBERNETES_SERVICE_PORT_HTTPS").as_deref(),
+            Some("8443")
+        );
     }
 
     #[tokio::test]
