@@ -342,6 +342,30 @@ pub fn status(pod: &Pod) -> Option<&ContainerStatus> {
     pod.status.as_ref()?.container_statuses.as_ref()?.first()
 }
 
+/// Packs a binary of this workspace (and its shared libraries) into an image
+/// named `name` in `data_dir/images` with `skiff image build`, as a
+/// developer's own service would be, for a node to import.
+pub fn pack_binary_image(data_dir: &Path, binary: &str, name: &str) -> Result<()> {
+    let out = std::process::Command::new(crate::skiff_bin())
+        .args([
+            "image",
+            "build",
+            "--binary",
+            binary,
+            "--name",
+            name,
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "skiff image build: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
 pub fn phase(pod: &Pod) -> &str {
     pod.status
         .as_ref()

@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use e2e::containerd::{condition, phase, pod_ip, status, NodeCluster, IMAGE};
+use e2e::containerd::{condition, pack_binary_image, phase, pod_ip, status, NodeCluster, IMAGE};
 use e2e::wait_for;
 use k8s_openapi::api::core::v1::{ContainerStatus, Endpoints, Pod};
 
@@ -500,21 +500,11 @@ spec:
 /// imports (`skiff image build`), as a developer's own service would be.
 fn grpc_health_image(env: &Env) -> Result<&'static str> {
     const NAME: &str = "skiff.local/grpc-health:e2e";
-    let out = std::process::Command::new(e2e::skiff_bin())
-        .args([
-            "image",
-            "build",
-            "--binary",
-            env!("CARGO_BIN_EXE_grpc_health_server"),
-        ])
-        .args(["--name", NAME, "--data-dir"])
-        .arg(env.data_dir())
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "skiff image build: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
+    pack_binary_image(
+        &env.data_dir(),
+        env!("CARGO_BIN_EXE_grpc_health_server"),
+        NAME,
+    )?;
     Ok(NAME)
 }
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use e2e::containerd::{phase, status, NodeCluster, IMAGE};
+use e2e::containerd::{pack_binary_image, phase, status, NodeCluster, IMAGE};
 use e2e::wait_for;
 use k8s_openapi::api::core::v1::Pod;
 
@@ -663,21 +663,11 @@ spec:
 /// (`skiff image build`), as a developer's own operator would be.
 fn incluster_client_image(env: &NodeCluster) -> Result<&'static str> {
     const NAME: &str = "skiff.local/incluster-client:e2e";
-    let out = std::process::Command::new(e2e::skiff_bin())
-        .args([
-            "image",
-            "build",
-            "--binary",
-            env!("CARGO_BIN_EXE_incluster_client"),
-        ])
-        .args(["--name", NAME, "--data-dir"])
-        .arg(env.data_dir())
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "skiff image build: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
+    pack_binary_image(
+        &env.data_dir(),
+        env!("CARGO_BIN_EXE_incluster_client"),
+        NAME,
+    )?;
     Ok(NAME)
 }
 

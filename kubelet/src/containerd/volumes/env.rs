@@ -411,14 +411,17 @@ mod tests {
         assert_eq!(expand("$(A", &lookup), "$(A");
     }
 
-    #[tokio::test]
-    async fn a_value_expands_variables_defined_before_it() {
-        let api = fake();
-        let plain = |name: &str, value: &str| EnvVar {
+    fn plain(name: &str, value: &str) -> EnvVar {
+        EnvVar {
             name: name.to_string(),
             value: Some(value.to_string()),
             ..Default::default()
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn a_value_expands_variables_defined_before_it() {
+        let api = fake();
         let container = Container {
             name: "c".to_string(),
             env: Some(vec![
@@ -438,11 +441,6 @@ mod tests {
 
     #[tokio::test]
     async fn containers_get_the_api_service_variables_and_may_use_or_override_them() {
-        let plain = |name: &str, value: &str| EnvVar {
-            name: name.to_string(),
-            value: Some(value.to_string()),
-            ..Default::default()
-        };
         let container = Container {
             name: "c".to_string(),
             env: Some(vec![
