@@ -248,14 +248,18 @@ async fn serve_control_plane(cp: &ControlPlaneArgs, up: Option<&UpArgs>) -> Resu
         ),
         other => anyhow!(other),
     })?;
-    let host = if cp.bind_address.is_unspecified() {
-        "127.0.0.1".to_string()
-    } else if cp.bind_address.is_ipv6() {
-        format!("[{}]", cp.bind_address)
-    } else {
-        cp.bind_address.to_string()
-    };
-    let url = format!("https://{host}:{}", server.local_addr.port());
+    // Where this process's clients (kubeconfig, node proxies) reach the API
+    // server: its bind address, or loopback when bound to every address.
+    let api_addr = std::net::SocketAddr::new(
+        if cp.bind_address.is_unspecified() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            cp.bind_address
+        },
+        server.local_addr.port(),
+    );
+    // SocketAddr's Display brackets IPv6 addresses, as URLs want.
+    let url = format!("https://{api_addr}");
     let ca =
         std::fs::read_to_string(dir.pki().join("ca.crt")).context("cannot read the cluster CA")?;
     write_kubeconfig(&dir, &url, &ca, &admin)?;
@@ -280,14 +284,7 @@ async fn serve_control_plane(cp: &ControlPlaneArgs, up: Option<&UpArgs>) -> Resu
         up.map(|u| &u.dns).unwrap_or(&ClusterDnsArgs::default()),
     )?;
     // This process's nodes reach the API server where its kubeconfig does.
-    dns.api_server = Some(std::net::SocketAddr::new(
-        if cp.bind_address.is_unspecified() {
-            std::net::Ipv4Addr::LOCALHOST.into()
-        } else {
-            cp.bind_address
-        },
-        server.local_addr.port(),
-    ));
+    dns.api_server = Some(api_addr);
     crate::components::proxy::ensure_cluster_services(
         &dir.kubeconfig(),
         dns.config().cluster_dns_ip,
@@ -319,7 +316,10 @@ async fn serve_control_plane(cp: &ControlPlaneArgs, up: Option<&UpArgs>) -> Resu
                 eviction_monitoring_interval: up.eviction.eviction_monitoring_interval,
                 cluster_dns: Some(dns.config().cluster_dns_ip.to_string()),
                 cluster_domain: dns.cluster_domain.clone(),
-                kubernetes_service: Some((cp.service_cluster_ip_range.first(), 443)),
+                kubernetes_service: Some((
+                    cp.service_cluster_ip_range.first(),
+                    crate::components::proxy::KUBERNETES_SERVICE_PORT,
+                )),
                 request_counters: service_proxy.as_ref().map(|p| {
                     std::sync::Arc::new(crate::components::proxy::AgentCounters(p.counters.clone()))
                         as std::sync::Arc<dyn kubelet::RequestCounters>
@@ -453,7 +453,10 @@ async fn agent(args: AgentArgs) -> Result<()> {
         eviction_monitoring_interval: args.eviction.eviction_monitoring_interval,
         cluster_dns: Some(dns.config().cluster_dns_ip.to_string()),
         cluster_domain: dns.cluster_domain.clone(),
-        kubernetes_service: Some((args.service_cluster_ip_range.first(), 443)),
+        kubernetes_service: Some((
+            args.service_cluster_ip_range.first(),
+            crate::components::proxy::KUBERNETES_SERVICE_PORT,
+        )),
         request_counters: service_proxy.as_ref().map(|p| {
             std::sync::Arc::new(crate::components::proxy::AgentCounters(p.counters.clone()))
                 as std::sync::Arc<dyn kubelet::RequestCounters>

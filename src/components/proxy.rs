@@ -129,6 +129,9 @@ fn dns_service(dns_ip: Ipv4Addr) -> Result<Service> {
     .context("building the kube-dns Service")
 }
 
+/// The port of the `default/kubernetes` Service (`https`), as in Kubernetes.
+pub const KUBERNETES_SERVICE_PORT: u16 = 443;
+
 /// The `default/kubernetes` Service: selectorless, on the service range's
 /// first address, port 443 (`https`) to the API server's `port`, as
 /// kube-apiserver keeps it. Node proxies carry it to the API server.
@@ -143,7 +146,12 @@ fn kubernetes_service(ip: Ipv4Addr, port: u16) -> Result<Service> {
         },
         "spec": {
             "clusterIP": ip.to_string(),
-            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
+            "ports": [{
+                "name": "https",
+                "port": KUBERNETES_SERVICE_PORT,
+                "protocol": "TCP",
+                "targetPort": port,
+            }],
             "sessionAffinity": "None",
             "type": "ClusterIP",
         },
